@@ -1,0 +1,393 @@
+// The CPU backend: Eigen's GEMM kernels driven by fastlstm's own thread pool.
+//
+// Per layer:
+//  1. One GEMM computes the input projections of every time step and both directions,
+//     gates = x W_ih^T + (b_ih + b_hh), split across threads by gate columns.
+//  2. The recurrence. Gate rows are pre-permuted so that each block of kBlock hidden units holds
+//     its four gates side by side; a thread owns whole blocks, adds h_{t-1} W_hh^T to its gate
+//     columns and applies the cell update at once. One barrier per step (two with proj_size:
+//     the projection needs every unit of the step). Both directions advance in the same step.
+// h_{t-1} is read back from the output written at the previous step, so a row whose sequence has
+// ended (packed input) simply stops being updated and keeps its final state.
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "../backend.hpp"
+#include "fastlstm/error.hpp"
+#include "thread_pool.hpp"
+
+namespace fastlstm {
+namespace cpu {
+namespace {
+
+using Eigen::Index;
+
+// Hidden units per gate block: two AVX registers of float, so every gate slice is SIMD-wide.
+constexpr int64_t kBlock = 16;
+
+template <typename T>
+using AlignedVector = std::vector<T, Eigen::aligned_allocator<T>>;
+
+// The position of torch's gate row (gate, unit) in the gate-interleaved layout: block b of
+// `width` units occupies rows [4 * b * kBlock, 4 * b * kBlock + 4 * width), gates i, f, g, o.
+int64_t interleaved_row(int64_t gate, int64_t unit, int64_t hidden_size) {
+  const int64_t block = unit / kBlock;
+  const int64_t width = std::min(kBlock, hidden_size - block * kBlock);
+  return 4 * block * kBlock + gate * width + unit % kBlock;
+}
+
+// C += A * B^T with A (m x k) and B (n x k) row-major, C (n x m) row-major: the shape of every
+// product here (rows of activations times a slice of a torch weight matrix). Eigen's kernels
+// with blocking buffers allocated once, so the time loop allocates nothing.
+template <typename T>
+class GemmAccumulator {
+ public:
+  GemmAccumulator(Index m, Index n, Index k) : blocking_(m, n, k, 1, true) { blocking_.allocateAll(); }
+
+  void run(Index m, Index n, Index k, const T* a, Index lda, const T* b, Index ldb, T* c, Index ldc) {
+    if (m == 0 || n == 0) return;
+    if (n == 1) {
+      using Lhs = Eigen::internal::const_blas_data_mapper<T, Index, Eigen::RowMajor>;
+      using Rhs = Eigen::internal::const_blas_data_mapper<T, Index, Eigen::ColMajor>;
+      Eigen::internal::general_matrix_vector_product<Index, T, Lhs, Eigen::RowMajor, false, T, Rhs,
+                                                     false>::run(m, k, Lhs(a, lda), Rhs(b, 1), c, 1,
+                                                                 T(1));
+      return;
+    }
+    // Viewed column-major, C^T (m x n) += A (m x k, row-major) * B^T (k x n, column-major).
+    Eigen::internal::general_matrix_matrix_product<Index, T, Eigen::RowMajor, false, T, Eigen::ColMajor,
+                                                   false, Eigen::ColMajor, 1>::run(m, n, k, a, lda, b,
+                                                                                   ldb, c, 1, ldc, T(1),
+                                                                                   blocking_, nullptr);
+  }
+
+ private:
+  Eigen::internal::gemm_blocking_space<Eigen::ColMajor, T, T, Eigen::Dynamic, Eigen::Dynamic, Eigen::Dynamic, 1,
+                                       false>
+      blocking_;
+};
+
+// [begin, end) of `count` items for `thread` of `threads`, in multiples of `grain`.
+std::pair<int64_t, int64_t> split(int64_t count, int thread, int threads, int64_t grain = 1) {
+  const int64_t chunks = (count + grain - 1) / grain;
+  const int64_t begin = chunks * thread / threads * grain;
+  const int64_t end = chunks * (thread + 1) / threads * grain;
+  return {std::min(begin, count), std::min(end, count)};
+}
+
+// The cell update of one gate block for one row: gates hold [i | f | g | o], each `width` wide.
+template <typename T>
+inline void update_cell(const T* gates, Index width, T* cell, T* hidden) {
+  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+  using ConstMap = Eigen::Map<const Array>;
+  Eigen::Map<Array> c(cell, width);
+  c = ConstMap(gates + width, width).logistic() * c +
+      ConstMap(gates, width).logistic() * ConstMap(gates + 2 * width, width).tanh();
+  Eigen::Map<Array>(hidden, width) = ConstMap(gates + 3 * width, width).logistic() * c.tanh();
+}
+
+template <typename T>
+class CpuBackend final : public Backend<T> {
+ public:
+  CpuBackend(const LstmConfig& config, int num_threads) : config_(config), pool_(num_threads) {}
+
+  int num_threads() const override { return pool_.size(); }
+
+  void prepare(const LstmWeights<T>& weights) override {
+    const int64_t D = config_.num_directions(), H = config_.hidden_size, P = config_.output_size();
+    std::vector<PreparedLayer> layers(static_cast<size_t>(config_.num_layers));
+    for (int64_t layer = 0; layer < config_.num_layers; ++layer) {
+      PreparedLayer& prepared = layers[static_cast<size_t>(layer)];
+      const int64_t I = config_.layer_input_size(layer);
+      prepared.w_ih.assign(static_cast<size_t>(D * 4 * H * I), T(0));
+      prepared.bias.assign(static_cast<size_t>(D * 4 * H), T(0));
+      for (int64_t dir = 0; dir < D; ++dir) {
+        const T* w_ih = weights.find(layer, dir, ParameterKind::weight_ih)->values.data();
+        const T* w_hh = weights.find(layer, dir, ParameterKind::weight_hh)->values.data();
+        const auto* b_ih = weights.find(layer, dir, ParameterKind::bias_ih);
+        const auto* b_hh = weights.find(layer, dir, ParameterKind::bias_hh);
+        auto& w_hh_prepared = prepared.w_hh[static_cast<size_t>(dir)];
+        w_hh_prepared.assign(static_cast<size_t>(4 * H * P), T(0));
+        for (int64_t gate = 0; gate < 4; ++gate) {
+          for (int64_t unit = 0; unit < H; ++unit) {
+            const int64_t src = gate * H + unit;
+            const int64_t dst = interleaved_row(gate, unit, H);
+            std::copy_n(w_ih + src * I, I, prepared.w_ih.data() + (dir * 4 * H + dst) * I);
+            std::copy_n(w_hh + src * P, P, w_hh_prepared.data() + dst * P);
+            if (b_ih) {
+              prepared.bias[static_cast<size_t>(dir * 4 * H + dst)] =
+                  b_ih->values[static_cast<size_t>(src)] + b_hh->values[static_cast<size_t>(src)];
+            }
+          }
+        }
+        if (const auto* w_hr = weights.find(layer, dir, ParameterKind::weight_hr)) {
+          prepared.w_hr[static_cast<size_t>(dir)].assign(w_hr->values.begin(), w_hr->values.end());
+        }
+      }
+    }
+    layers_ = std::move(layers);
+  }
+
+  void forward(const ForwardRequest<T>& request) override {
+    const std::vector<int64_t>& batch_sizes = *request.batch_sizes;
+    const int64_t steps = static_cast<int64_t>(batch_sizes.size());
+    const int64_t batch = steps > 0 ? batch_sizes[0] : 0;
+    if (steps == 0 || batch == 0) return;
+
+    const int64_t D = config_.num_directions(), H = config_.hidden_size, P = config_.output_size();
+    const int64_t rows = request.step_starts ? request.step_starts->back() + batch_sizes.back() : steps * batch;
+    const int64_t* step_starts = request.step_starts ? request.step_starts->data() : nullptr;
+
+    // Between layers the activations are compact: time-major, or packed like the input.
+    auto compact_layout = [&](int64_t width) {
+      RowLayout layout;
+      layout.row_stride = width;
+      layout.time_stride = batch * width;
+      layout.step_starts = step_starts;
+      return layout;
+    };
+    const size_t hidden_rows = static_cast<size_t>(rows * D * P);
+    for (auto& buffer : layer_outputs_) buffer.resize(config_.num_layers > 1 ? hidden_rows : 0);
+    gates_.resize(static_cast<size_t>(rows * D * 4 * H));
+    cell_.resize(static_cast<size_t>(D * batch * H));
+    initial_hidden_.resize(static_cast<size_t>(D * batch * P));
+    projected_input_.resize(static_cast<size_t>(D * batch * H));
+    last_step_.resize(static_cast<size_t>(batch));
+    for (int64_t n = 0; n < batch; ++n) {
+      // Forward direction's final step for row n: the last step in which it is active.
+      int64_t length = 0;
+      while (length < steps && batch_sizes[static_cast<size_t>(length)] > n) ++length;
+      last_step_[static_cast<size_t>(n)] = length - 1;
+    }
+
+    const T* input = request.input;
+    RowLayout input_rows = request.input_rows;
+    if (request.input_feature_stride != 1) {
+      // The GEMM kernels need unit stride along features: gather once into a compact copy.
+      input_copy_.resize(static_cast<size_t>(rows * config_.input_size));
+      const RowLayout compact = compact_layout(config_.input_size);
+      for (int64_t t = 0; t < steps; ++t) {
+        for (int64_t n = 0; n < batch_sizes[static_cast<size_t>(t)]; ++n) {
+          const T* src = input + input_rows.offset(t) + n * input_rows.row_stride;
+          T* dst = input_copy_.data() + compact.offset(t) + n * compact.row_stride;
+          for (int64_t k = 0; k < config_.input_size; ++k) dst[k] = src[k * request.input_feature_stride];
+        }
+      }
+      input = input_copy_.data();
+      input_rows = compact;
+    }
+
+    for (int64_t layer = 0; layer < config_.num_layers; ++layer) {
+      const bool last = layer + 1 == config_.num_layers;
+      T* output = last ? request.output : layer_outputs_[static_cast<size_t>(layer % 2)].data();
+      const RowLayout output_rows = last ? request.output_rows : compact_layout(D * P);
+      LayerRun run{*this, layer, request, batch_sizes, steps, batch, rows, input, input_rows, output, output_rows};
+      run.execute();
+      input = output;
+      input_rows = output_rows;
+    }
+  }
+
+ private:
+  struct PreparedLayer {
+    AlignedVector<T> w_ih;     // (D * 4H, I): both directions, gate-interleaved rows
+    AlignedVector<T> bias;     // (D * 4H): b_ih + b_hh, interleaved
+    AlignedVector<T> w_hh[2];  // per direction (4H, H_out), interleaved rows
+    AlignedVector<T> w_hr[2];  // per direction (H_out, H) with proj_size
+  };
+
+  // One layer of one forward pass.
+  struct LayerRun {
+    CpuBackend& self;
+    int64_t layer;
+    const ForwardRequest<T>& request;
+    const std::vector<int64_t>& batch_sizes;
+    int64_t steps, batch, rows;
+    const T* input;
+    RowLayout input_rows;
+    T* output;
+    RowLayout output_rows;
+
+    const LstmConfig& config() const { return self.config_; }
+    const PreparedLayer& weights() const { return self.layers_[static_cast<size_t>(layer)]; }
+
+    void execute() {
+      const int64_t D = config().num_directions(), H = config().hidden_size, P = config().output_size();
+      const int64_t gate_width = D * 4 * H;
+      load_initial_state();
+
+      // The gate buffer mirrors the input's row order, so that one GEMM covers every step
+      // whenever the input's (step, row) pairs form one strided matrix.
+      RowLayout gate_rows;
+      gate_rows.step_starts = input_rows.step_starts;
+      gate_rows.row_stride = gate_width;
+      gate_rows.time_stride = batch * gate_width;
+      int64_t matrix_stride = -1;  // >= 0: all rows form one matrix with this row stride
+      if (input_rows.step_starts) {
+        matrix_stride = input_rows.row_stride;
+      } else if (batch == 1 || input_rows.time_stride == batch * input_rows.row_stride) {
+        matrix_stride = batch == 1 ? input_rows.time_stride : input_rows.row_stride;
+      } else if (steps == 1 || input_rows.row_stride == steps * input_rows.time_stride) {
+        matrix_stride = steps == 1 ? input_rows.row_stride : input_rows.time_stride;
+        gate_rows.time_stride = gate_width;
+        gate_rows.row_stride = steps * gate_width;
+      }
+      T* gates = self.gates_.data();
+      const int64_t I = config().layer_input_size(layer);
+      const int threads = self.pool_.size();
+      const int64_t nblocks = (H + kBlock - 1) / kBlock;
+
+      auto task = [&](int thread) {
+        // 1. Input projections, this thread's gate columns, all steps.
+        const auto [col0, col1] = split(gate_width, thread, threads, kBlock);
+        {
+          const Index cols = col1 - col0;
+          GemmAccumulator<T> gemm(cols, matrix_stride >= 0 ? rows : batch, I);
+          const T* w = weights().w_ih.data() + col0 * I;
+          const T* b = weights().bias.data() + col0;
+          for (int64_t r = 0; r < rows && cols > 0; ++r) std::copy_n(b, cols, gates + r * gate_width + col0);
+          if (matrix_stride >= 0) {
+            gemm.run(cols, rows, I, w, I, input, matrix_stride, gates + col0, gate_width);
+          } else {
+            for (int64_t t = 0; t < steps; ++t) {
+              gemm.run(cols, batch, I, w, I, input + input_rows.offset(t), input_rows.row_stride,
+                       gates + gate_rows.offset(t) + col0, gate_rows.row_stride);
+            }
+          }
+        }
+        self.pool_.barrier();
+
+        // 2. The recurrence. This thread's share of the (direction, block) pairs.
+        const auto [item0, item1] = split(D * nblocks, thread, threads);
+        GemmAccumulator<T> gemm(4 * std::min(H, kBlock * std::max<int64_t>(item1 - item0, 1)), batch, P);
+        GemmAccumulator<T> projection(P, batch, H);
+        for (int64_t s = 0; s < steps; ++s) {
+          for (int64_t dir = 0; dir < D; ++dir) {
+            const int64_t b0 = std::clamp(item0 - dir * nblocks, int64_t(0), nblocks);
+            const int64_t b1 = std::clamp(item1 - dir * nblocks, int64_t(0), nblocks);
+            if (b0 < b1) step_blocks(dir, dir == 0 ? s : steps - 1 - s, b0, b1, gates, gate_rows, gemm);
+          }
+          self.pool_.barrier();
+          if (config().proj_size > 0) {
+            const auto [p0, p1] = split(D * P, thread, threads);
+            for (int64_t dir = 0; dir < D; ++dir) {
+              const int64_t q0 = std::clamp(p0 - dir * P, int64_t(0), P);
+              const int64_t q1 = std::clamp(p1 - dir * P, int64_t(0), P);
+              if (q0 < q1) project(dir, dir == 0 ? s : steps - 1 - s, q0, q1, projection);
+            }
+            self.pool_.barrier();
+          }
+        }
+      };
+      self.pool_.run(task);
+      store_final_state();
+    }
+
+    // h_0 and c_0 of this layer into contiguous buffers (zeros when not given).
+    void load_initial_state() {
+      const int64_t D = config().num_directions(), H = config().hidden_size, P = config().output_size();
+      const StateView<T>* state = request.initial_state;
+      for (int64_t dir = 0; dir < D; ++dir) {
+        const int64_t index = layer * D + dir;
+        for (int64_t n = 0; n < batch; ++n) {
+          T* h = self.initial_hidden_.data() + (dir * batch + n) * P;
+          T* c = self.cell_.data() + (dir * batch + n) * H;
+          if (!state) {
+            std::fill_n(h, P, T(0));
+            std::fill_n(c, H, T(0));
+            continue;
+          }
+          const auto& hv = state->h;
+          const auto& cv = state->c;
+          for (int64_t k = 0; k < P; ++k) h[k] = hv.data[index * hv.strides[0] + n * hv.strides[1] + k * hv.strides[2]];
+          for (int64_t k = 0; k < H; ++k) c[k] = cv.data[index * cv.strides[0] + n * cv.strides[1] + k * cv.strides[2]];
+        }
+      }
+    }
+
+    // Blocks [b0, b1) of direction `dir` at time t: gates += h_{t-1} W_hh^T, then the cell update.
+    void step_blocks(int64_t dir, int64_t t, int64_t b0, int64_t b1, T* gates, const RowLayout& gate_rows,
+                     GemmAccumulator<T>& gemm) {
+      const int64_t H = config().hidden_size, P = config().output_size();
+      const int64_t active = batch_sizes[static_cast<size_t>(t)];
+      const int64_t col0 = 4 * b0 * kBlock, col1 = 4 * std::min(b1 * kBlock, H);
+      T* step_gates = gates + gate_rows.offset(t) + dir * 4 * H;
+      const T* w_hh = weights().w_hh[static_cast<size_t>(dir)].data() + col0 * P;
+      const T* initial = self.initial_hidden_.data() + dir * batch * P;
+
+      // Rows continuing from the previous step read its output; rows starting here read h_0.
+      const int64_t prev_t = dir == 0 ? t - 1 : t + 1;
+      const int64_t continuing =
+          (prev_t < 0 || prev_t >= steps) ? 0 : std::min(active, batch_sizes[static_cast<size_t>(prev_t)]);
+      if (continuing > 0) {
+        gemm.run(col1 - col0, continuing, P, w_hh, P, output + output_rows.offset(prev_t) + dir * P,
+                 output_rows.row_stride, step_gates + col0, gate_rows.row_stride);
+      }
+      if (active > continuing) {
+        gemm.run(col1 - col0, active - continuing, P, w_hh, P, initial + continuing * P, P,
+                 step_gates + continuing * gate_rows.row_stride + col0, gate_rows.row_stride);
+      }
+
+      const bool projected = config().proj_size > 0;
+      for (int64_t n = 0; n < active; ++n) {
+        T* cell = self.cell_.data() + (dir * batch + n) * H;
+        T* hidden = projected ? self.projected_input_.data() + (dir * batch + n) * H
+                              : output + output_rows.offset(t) + n * output_rows.row_stride + dir * P;
+        for (int64_t b = b0; b < b1; ++b) {
+          const int64_t unit = b * kBlock;
+          const Index width = std::min(kBlock, H - unit);
+          update_cell(step_gates + n * gate_rows.row_stride + 4 * unit, width, cell + unit, hidden + unit);
+        }
+      }
+    }
+
+    // Output columns [q0, q1) of direction `dir` at time t: h_t = (o * tanh(c)) W_hr^T.
+    void project(int64_t dir, int64_t t, int64_t q0, int64_t q1, GemmAccumulator<T>& gemm) {
+      const int64_t H = config().hidden_size, P = config().output_size();
+      const int64_t active = batch_sizes[static_cast<size_t>(t)];
+      T* out = output + output_rows.offset(t) + dir * P + q0;
+      for (int64_t n = 0; n < active; ++n) std::fill_n(out + n * output_rows.row_stride, q1 - q0, T(0));
+      gemm.run(q1 - q0, active, H, weights().w_hr[static_cast<size_t>(dir)].data() + q0 * H, H,
+               self.projected_input_.data() + dir * batch * H, H, out, output_rows.row_stride);
+    }
+
+    void store_final_state() {
+      const int64_t D = config().num_directions(), H = config().hidden_size, P = config().output_size();
+      for (int64_t dir = 0; dir < D; ++dir) {
+        const int64_t index = layer * D + dir;
+        std::copy_n(self.cell_.data() + dir * batch * H, batch * H, request.c_n + index * batch * H);
+        for (int64_t n = 0; n < batch; ++n) {
+          // The reverse direction ends at t = 0; the forward one at each row's own last step.
+          const int64_t t = dir == 0 ? self.last_step_[static_cast<size_t>(n)] : 0;
+          std::copy_n(output + output_rows.offset(t) + n * output_rows.row_stride + dir * P, P,
+                      request.h_n + (index * batch + n) * P);
+        }
+      }
+    }
+  };
+
+  LstmConfig config_;
+  ThreadPool pool_;
+  std::vector<PreparedLayer> layers_;
+  // Workspace, grown on demand and reused across calls.
+  AlignedVector<T> gates_, cell_, initial_hidden_, projected_input_, input_copy_;
+  AlignedVector<T> layer_outputs_[2];
+  std::vector<int64_t> last_step_;
+};
+
+}  // namespace
+}  // namespace cpu
+
+template <typename T>
+std::unique_ptr<Backend<T>> make_cpu_backend(const LstmConfig& config, int num_threads) {
+  return std::make_unique<cpu::CpuBackend<T>>(config, num_threads);
+}
+
+template std::unique_ptr<Backend<float>> make_cpu_backend<float>(const LstmConfig&, int);
+template std::unique_ptr<Backend<double>> make_cpu_backend<double>(const LstmConfig&, int);
+
+}  // namespace fastlstm

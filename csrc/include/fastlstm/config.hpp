@@ -1,0 +1,29 @@
+#pragma once
+// The hyper-parameters of an LSTM, named and defaulted as torch.nn.LSTM's.
+#include <cstdint>
+
+namespace fastlstm {
+
+struct LstmConfig {
+  int64_t input_size = 0;   // H_in
+  int64_t hidden_size = 0;  // H_cell: the size of c and of every gate
+  int64_t num_layers = 1;
+  bool bias = true;
+  bool batch_first = false;  // input and output are (N, L, features) instead of (L, N, features)
+  bool bidirectional = false;
+  int64_t proj_size = 0;  // > 0: h is projected to proj_size by weight_hr
+
+  int64_t num_directions() const { return bidirectional ? 2 : 1; }
+  // H_out: the size of h and of each direction's output.
+  int64_t output_size() const { return proj_size > 0 ? proj_size : hidden_size; }
+  // The width of the input that layer `layer` reads.
+  int64_t layer_input_size(int64_t layer) const {
+    return layer == 0 ? input_size : num_directions() * output_size();
+  }
+
+  // Throws InvalidArgument naming the first bad field (sizes < 1, proj_size outside
+  // [0, hidden_size), sizes whose buffers would overflow).
+  void validate() const;
+};
+
+}  // namespace fastlstm

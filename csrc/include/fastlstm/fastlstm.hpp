@@ -1,0 +1,8 @@
+#pragma once
+// The whole public C++ API of fastlstm.
+#include "fastlstm/config.hpp"
+#include "fastlstm/error.hpp"
+#include "fastlstm/lstm.hpp"
+#include "fastlstm/tensor.hpp"
+#include "fastlstm/version.hpp"
+#include "fastlstm/weights.hpp"

@@ -1,0 +1,78 @@
+#pragma once
+// The LSTM engine: owns the weights, prepares them for its backend, and runs forward passes with
+// torch.nn.LSTM's semantics (eval mode).
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "fastlstm/config.hpp"
+#include "fastlstm/tensor.hpp"
+#include "fastlstm/weights.hpp"
+
+namespace fastlstm {
+
+template <typename T>
+class Backend;
+
+// Initial (h_0, c_0): h (D * num_layers, N, H_out) and c (D * num_layers, N, hidden_size).
+template <typename T>
+struct StateView {
+  TensorView<const T> h;
+  TensorView<const T> c;
+};
+
+// What a forward pass returns, shaped as torch returns it.
+template <typename T>
+struct LstmOutput {
+  Tensor<T> output;  // (L, N, D * H_out), or (N, L, D * H_out) with batch_first; packed: (rows, D * H_out)
+  Tensor<T> h_n;     // (D * num_layers, N, H_out): row layer * D + direction
+  Tensor<T> c_n;     // (D * num_layers, N, hidden_size)
+};
+
+// Thread safety: every const method may be called from many threads at once on one model;
+// concurrent forward passes are serialised on the model's thread pool and workspace.
+// set_parameter/set_weights wait for running forward passes and block new ones while they run.
+template <typename T>
+class Lstm {
+ public:
+  // A model with zero weights. num_threads = 0 uses every core of the machine.
+  explicit Lstm(const LstmConfig& config, int num_threads = 0);
+  Lstm(LstmWeights<T> weights, int num_threads = 0);
+  ~Lstm();
+  Lstm(Lstm&&) noexcept;
+  Lstm& operator=(Lstm&&) noexcept;
+
+  const LstmConfig& config() const { return weights_.config(); }
+  int num_threads() const;
+  // The canonical weights. Their storage is stable: pointers stay valid while the model lives.
+  const LstmWeights<T>& weights() const { return weights_; }
+
+  // Copies `values` (shape of the named parameter, any strides) into the parameter and
+  // re-prepares the backend. Throws InvalidArgument for an unknown name or a wrong shape; the
+  // model is unchanged then.
+  void set_parameter(const std::string& name, TensorView<const T> values);
+  // Replaces all weights; the configuration must be the model's.
+  void set_weights(const LstmWeights<T>& weights);
+
+  // input: (L, N, H_in), or (N, L, H_in) with batch_first, any non-negative strides.
+  // initial_state: nullptr for zeros. Throws InvalidArgument naming a wrongly shaped argument.
+  LstmOutput<T> forward(TensorView<const T> input, const StateView<T>* initial_state = nullptr) const;
+
+  // A packed batch as torch's PackedSequence holds it: data (sum(batch_sizes), H_in), the rows
+  // of step t following those of step t-1; batch_sizes non-increasing, batch_sizes[0] = N.
+  // The state rows and the output follow the packed (sorted) order.
+  LstmOutput<T> forward_packed(TensorView<const T> data, const std::vector<int64_t>& batch_sizes,
+                               const StateView<T>* initial_state = nullptr) const;
+
+ private:
+  LstmWeights<T> weights_;
+  std::unique_ptr<Backend<T>> backend_;
+  std::unique_ptr<std::mutex> mutex_;  // serialises forward passes and weight updates
+};
+
+extern template class Lstm<float>;
+extern template class Lstm<double>;
+
+}  // namespace fastlstm

@@ -1,0 +1,331 @@
+// The engine: validates what callers pass, allocates results, and hands the work to a backend.
+#include "fastlstm/lstm.hpp"
+
+#include <algorithm>
+#include <limits>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#if defined(__linux__)
+#include <sched.h>
+#endif
+
+#include "backend.hpp"
+#include "fastlstm/error.hpp"
+#include "fastlstm/version.hpp"
+
+namespace fastlstm {
+namespace {
+
+template <typename V>
+std::string shape_string(const V& view) {
+  std::ostringstream out;
+  out << "(";
+  for (int d = 0; d < view.rank; ++d) out << (d ? ", " : "") << view.shape[static_cast<size_t>(d)];
+  out << (view.rank == 1 ? ",)" : ")");
+  return out.str();
+}
+
+std::string shape_string(const std::vector<int64_t>& shape) {
+  std::ostringstream out;
+  out << "(";
+  for (size_t d = 0; d < shape.size(); ++d) out << (d ? ", " : "") << shape[d];
+  out << (shape.size() == 1 ? ",)" : ")");
+  return out.str();
+}
+
+[[noreturn]] void invalid(const std::string& message) { throw InvalidArgument(message); }
+
+template <typename T>
+void check_view(const TensorView<const T>& view, const char* name) {
+  if (!view.data && view.numel() > 0) invalid(std::string(name) + ": null data pointer");
+  for (int d = 0; d < view.rank; ++d) {
+    if (view.shape[static_cast<size_t>(d)] < 0) invalid(std::string(name) + ": negative extent");
+    if (view.strides[static_cast<size_t>(d)] < 0) invalid(std::string(name) + ": negative stride");
+  }
+}
+
+template <typename T>
+void check_state(const StateView<T>& state, const LstmConfig& config, int64_t batch) {
+  const int64_t layers = config.num_directions() * config.num_layers;
+  const std::vector<int64_t> h_shape{layers, batch, config.output_size()};
+  const std::vector<int64_t> c_shape{layers, batch, config.hidden_size};
+  auto check = [](const TensorView<const T>& view, const std::vector<int64_t>& expected, const char* name) {
+    check_view(view, name);
+    bool ok = view.rank == 3;
+    for (int d = 0; ok && d < 3; ++d) ok = view.shape[static_cast<size_t>(d)] == expected[static_cast<size_t>(d)];
+    if (!ok) {
+      invalid(std::string(name) + ": expected shape " + shape_string(expected) + ", got " + shape_string(view));
+    }
+  };
+  check(state.h, h_shape, "h_0");
+  check(state.c, c_shape, "c_0");
+}
+
+constexpr int64_t kMaxElements = std::numeric_limits<int64_t>::max() / 16;
+
+// a * b, throwing instead of overflowing.
+int64_t checked_mul(int64_t a, int64_t b, const char* what) {
+  if (a != 0 && b > kMaxElements / a) invalid(std::string(what) + ": size overflows");
+  return a * b;
+}
+
+}  // namespace
+
+void LstmConfig::validate() const {
+  if (input_size < 1) invalid("input_size must be greater than zero, got " + std::to_string(input_size));
+  if (hidden_size < 1) invalid("hidden_size must be greater than zero, got " + std::to_string(hidden_size));
+  if (num_layers < 1) invalid("num_layers must be greater than zero, got " + std::to_string(num_layers));
+  if (proj_size < 0) invalid("proj_size should be a positive integer or zero to disable projections");
+  if (proj_size >= hidden_size) invalid("proj_size has to be smaller than hidden_size");
+  const int64_t widest = std::max(input_size, 2 * hidden_size);
+  checked_mul(checked_mul(8 * hidden_size, widest, "weights"), num_layers, "weights");
+}
+
+std::vector<ParameterSpec> parameter_specs(const LstmConfig& config) {
+  config.validate();
+  const int64_t H = config.hidden_size, P = config.output_size();
+  std::vector<ParameterSpec> specs;
+  for (int64_t layer = 0; layer < config.num_layers; ++layer) {
+    for (int64_t dir = 0; dir < config.num_directions(); ++dir) {
+      const std::string suffix = "_l" + std::to_string(layer) + (dir ? "_reverse" : "");
+      auto add = [&](const char* name, ParameterKind kind, std::vector<int64_t> shape) {
+        specs.push_back({name + suffix, std::move(shape), layer, dir, kind});
+      };
+      add("weight_ih", ParameterKind::weight_ih, {4 * H, config.layer_input_size(layer)});
+      add("weight_hh", ParameterKind::weight_hh, {4 * H, P});
+      if (config.bias) {
+        add("bias_ih", ParameterKind::bias_ih, {4 * H});
+        add("bias_hh", ParameterKind::bias_hh, {4 * H});
+      }
+      if (config.proj_size > 0) add("weight_hr", ParameterKind::weight_hr, {P, H});
+    }
+  }
+  return specs;
+}
+
+template <typename T>
+LstmWeights<T>::LstmWeights(const LstmConfig& config) : config_(config) {
+  for (ParameterSpec& spec : parameter_specs(config)) {
+    const auto count = static_cast<size_t>(spec.numel());
+    parameters_.push_back({std::move(spec), std::vector<T>(count, T(0))});
+  }
+}
+
+template <typename T>
+const Parameter<T>* LstmWeights<T>::find(const std::string& name) const {
+  for (const auto& parameter : parameters_) {
+    if (parameter.spec.name == name) return &parameter;
+  }
+  return nullptr;
+}
+
+template <typename T>
+Parameter<T>* LstmWeights<T>::find(const std::string& name) {
+  return const_cast<Parameter<T>*>(static_cast<const LstmWeights&>(*this).find(name));
+}
+
+template <typename T>
+const Parameter<T>* LstmWeights<T>::find(int64_t layer, int64_t direction, ParameterKind kind) const {
+  for (const auto& parameter : parameters_) {
+    const ParameterSpec& spec = parameter.spec;
+    if (spec.layer == layer && spec.direction == direction && spec.kind == kind) return &parameter;
+  }
+  return nullptr;
+}
+
+namespace {
+int resolve_threads(int num_threads) {
+  if (num_threads < 0) invalid("num_threads must be >= 0 (0 uses every core), got " + std::to_string(num_threads));
+  return num_threads == 0 ? default_num_threads() : num_threads;
+}
+}  // namespace
+
+template <typename T>
+Lstm<T>::Lstm(const LstmConfig& config, int num_threads) : Lstm(LstmWeights<T>(config), num_threads) {}
+
+template <typename T>
+Lstm<T>::Lstm(LstmWeights<T> weights, int num_threads)
+    : weights_(std::move(weights)),
+      backend_(make_cpu_backend<T>(weights_.config(), resolve_threads(num_threads))),
+      mutex_(std::make_unique<std::mutex>()) {
+  backend_->prepare(weights_);
+}
+
+template <typename T>
+Lstm<T>::~Lstm() = default;
+template <typename T>
+Lstm<T>::Lstm(Lstm&&) noexcept = default;
+template <typename T>
+Lstm<T>& Lstm<T>::operator=(Lstm&&) noexcept = default;
+
+template <typename T>
+int Lstm<T>::num_threads() const {
+  return backend_->num_threads();
+}
+
+template <typename T>
+void Lstm<T>::set_parameter(const std::string& name, TensorView<const T> values) {
+  Parameter<T>* parameter = weights_.find(name);
+  if (!parameter) invalid("unknown parameter '" + name + "'");
+  check_view(values, name.c_str());
+  const std::vector<int64_t>& shape = parameter->spec.shape;
+  bool ok = values.rank == static_cast<int>(shape.size());
+  for (int d = 0; ok && d < values.rank; ++d) ok = values.shape[static_cast<size_t>(d)] == shape[static_cast<size_t>(d)];
+  if (!ok) invalid(name + ": expected shape " + shape_string(shape) + ", got " + shape_string(values));
+
+  std::lock_guard<std::mutex> lock(*mutex_);
+  T* dst = parameter->values.data();
+  const int64_t rows = shape[0], cols = shape.size() > 1 ? shape[1] : 1;
+  const int64_t row_stride = values.strides[0];
+  const int64_t col_stride = shape.size() > 1 ? values.strides[1] : 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) dst[r * cols + c] = values.data[r * row_stride + c * col_stride];
+  }
+  backend_->prepare(weights_);
+}
+
+template <typename T>
+void Lstm<T>::set_weights(const LstmWeights<T>& weights) {
+  const LstmConfig& a = weights.config();
+  const LstmConfig& b = config();
+  if (a.input_size != b.input_size || a.hidden_size != b.hidden_size || a.num_layers != b.num_layers ||
+      a.bias != b.bias || a.bidirectional != b.bidirectional || a.proj_size != b.proj_size) {
+    invalid("weights: configuration differs from the model's");
+  }
+  std::lock_guard<std::mutex> lock(*mutex_);
+  auto& dst = weights_.parameters();
+  for (size_t i = 0; i < dst.size(); ++i) {
+    std::copy(weights.parameters()[i].values.begin(), weights.parameters()[i].values.end(), dst[i].values.begin());
+  }
+  backend_->prepare(weights_);
+}
+
+template <typename T>
+LstmOutput<T> Lstm<T>::forward(TensorView<const T> input, const StateView<T>* initial_state) const {
+  const LstmConfig& cfg = config();
+  check_view(input, "input");
+  if (input.rank != 3) {
+    invalid("input: expected 3 dimensions " + std::string(cfg.batch_first ? "(N, L, H_in)" : "(L, N, H_in)") +
+            ", got " + std::to_string(input.rank));
+  }
+  if (input.shape[2] != cfg.input_size) {
+    invalid("input: expected input.size(-1) == input_size = " + std::to_string(cfg.input_size) + ", got " +
+            std::to_string(input.shape[2]));
+  }
+  const int time_dim = cfg.batch_first ? 1 : 0, batch_dim = cfg.batch_first ? 0 : 1;
+  const int64_t steps = input.shape[static_cast<size_t>(time_dim)];
+  const int64_t batch = input.shape[static_cast<size_t>(batch_dim)];
+  if (steps < 1) invalid("input: the sequence length must be at least 1, got " + std::to_string(steps));
+  if (initial_state) check_state(*initial_state, cfg, batch);
+
+  const int64_t D = cfg.num_directions(), P = cfg.output_size();
+  const int64_t out_width = D * P;
+  checked_mul(checked_mul(steps, batch, "input"), D * 4 * cfg.hidden_size, "input");
+  LstmOutput<T> result{
+      Tensor<T>(cfg.batch_first ? std::vector<int64_t>{batch, steps, out_width}
+                                : std::vector<int64_t>{steps, batch, out_width}),
+      Tensor<T>({D * cfg.num_layers, batch, P}), Tensor<T>({D * cfg.num_layers, batch, cfg.hidden_size})};
+
+  const std::vector<int64_t> batch_sizes(static_cast<size_t>(steps), batch);
+  ForwardRequest<T> request;
+  request.batch_sizes = &batch_sizes;
+  request.input = input.data;
+  request.input_rows.time_stride = input.strides[static_cast<size_t>(time_dim)];
+  request.input_rows.row_stride = input.strides[static_cast<size_t>(batch_dim)];
+  request.input_feature_stride = input.strides[2];
+  request.initial_state = initial_state;
+  request.output = result.output.data();
+  request.output_rows.row_stride = cfg.batch_first ? steps * out_width : out_width;
+  request.output_rows.time_stride = cfg.batch_first ? out_width : batch * out_width;
+  request.h_n = result.h_n.data();
+  request.c_n = result.c_n.data();
+
+  std::lock_guard<std::mutex> lock(*mutex_);
+  backend_->forward(request);
+  return result;
+}
+
+template <typename T>
+LstmOutput<T> Lstm<T>::forward_packed(TensorView<const T> data, const std::vector<int64_t>& batch_sizes,
+                                      const StateView<T>* initial_state) const {
+  const LstmConfig& cfg = config();
+  check_view(data, "data");
+  if (data.rank != 2) invalid("data: expected 2 dimensions (rows, H_in), got " + std::to_string(data.rank));
+  if (data.shape[1] != cfg.input_size) {
+    invalid("data: expected data.size(-1) == input_size = " + std::to_string(cfg.input_size) + ", got " +
+            std::to_string(data.shape[1]));
+  }
+  if (batch_sizes.empty()) invalid("batch_sizes: must not be empty");
+  std::vector<int64_t> step_starts(batch_sizes.size());
+  int64_t total = 0;
+  for (size_t t = 0; t < batch_sizes.size(); ++t) {
+    if (batch_sizes[t] < 1 || (t > 0 && batch_sizes[t] > batch_sizes[t - 1])) {
+      invalid("batch_sizes: must be positive and non-increasing, got " + std::to_string(batch_sizes[t]) +
+              " at step " + std::to_string(t));
+    }
+    step_starts[t] = total;
+    total += batch_sizes[t];
+  }
+  if (total != data.shape[0]) {
+    invalid("batch_sizes: sum is " + std::to_string(total) + " but data has " + std::to_string(data.shape[0]) +
+            " rows");
+  }
+  const int64_t batch = batch_sizes[0];
+  if (initial_state) check_state(*initial_state, cfg, batch);
+
+  const int64_t D = cfg.num_directions(), P = cfg.output_size();
+  checked_mul(total, D * 4 * cfg.hidden_size, "data");
+  LstmOutput<T> result{Tensor<T>({total, D * P}), Tensor<T>({D * cfg.num_layers, batch, P}),
+                       Tensor<T>({D * cfg.num_layers, batch, cfg.hidden_size})};
+  ForwardRequest<T> request;
+  request.batch_sizes = &batch_sizes;
+  request.step_starts = &step_starts;
+  request.input = data.data;
+  request.input_rows.row_stride = data.strides[0];
+  request.input_rows.step_starts = step_starts.data();
+  request.input_feature_stride = data.strides[1];
+  request.initial_state = initial_state;
+  request.output = result.output.data();
+  request.output_rows.row_stride = D * P;
+  request.output_rows.step_starts = step_starts.data();
+  request.h_n = result.h_n.data();
+  request.c_n = result.c_n.data();
+
+  std::lock_guard<std::mutex> lock(*mutex_);
+  backend_->forward(request);
+  return result;
+}
+
+template class LstmWeights<float>;
+template class LstmWeights<double>;
+template class Lstm<float>;
+template class Lstm<double>;
+
+std::string version() { return FASTLSTM_VERSION; }
+std::string simd_level() { return FASTLSTM_SIMD_LEVEL; }
+
+std::string compiler() {
+#if defined(__clang__)
+  return "clang " __clang_version__;
+#elif defined(__GNUC__)
+  return "gcc " __VERSION__;
+#elif defined(_MSC_VER)
+  return "msvc " + std::to_string(_MSC_VER);
+#else
+  return "unknown";
+#endif
+}
+
+int default_num_threads() {
+#if defined(__linux__)
+  // The cores this process may run on (a container's CPU set), not every core of the host.
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+#endif
+  const unsigned cores = std::thread::hardware_concurrency();
+  return cores == 0 ? 1 : static_cast<int>(cores);
+}
+
+}  // namespace fastlstm

@@ -1,0 +1,145 @@
+// The Python binding: converts NumPy arrays to views and results to NumPy arrays (no copies),
+// releases the GIL around compute, and nothing else. The torch-compatible behaviour lives in
+// python/fastlstm.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fastlstm/fastlstm.hpp"
+
+namespace py = pybind11;
+
+namespace {
+
+template <typename T>
+fastlstm::TensorView<const T> to_view(const py::array& array, const char* name) {
+  if (!py::isinstance<py::array_t<T>>(array) || !array.dtype().is(py::dtype::of<T>())) {
+    throw py::type_error(std::string(name) + ": expected dtype " + std::string(py::str(py::dtype::of<T>())) +
+                         ", got " + std::string(py::str(array.dtype())));
+  }
+  if (array.ndim() > fastlstm::TensorView<T>::kMaxRank) {
+    throw py::value_error(std::string(name) + ": at most 3 dimensions are supported");
+  }
+  fastlstm::TensorView<const T> view;
+  view.data = static_cast<const T*>(array.data());
+  view.rank = static_cast<int>(array.ndim());
+  for (int d = 0; d < view.rank; ++d) {
+    const py::ssize_t stride = array.strides(d);
+    if (stride < 0 || stride % static_cast<py::ssize_t>(sizeof(T)) != 0) {
+      throw py::value_error(std::string(name) + ": strides must be non-negative multiples of the item size");
+    }
+    view.shape[static_cast<size_t>(d)] = array.shape(d);
+    view.strides[static_cast<size_t>(d)] = stride / static_cast<py::ssize_t>(sizeof(T));
+  }
+  return view;
+}
+
+// Hands a result buffer to NumPy: the array owns the Tensor through a capsule.
+template <typename T>
+py::array to_numpy(fastlstm::Tensor<T>&& tensor) {
+  auto* owned = new fastlstm::Tensor<T>(std::move(tensor));
+  py::capsule owner(owned, [](void* p) { delete static_cast<fastlstm::Tensor<T>*>(p); });
+  return py::array_t<T>(owned->shape(), owned->data(), owner);
+}
+
+template <typename T>
+py::tuple to_python(fastlstm::LstmOutput<T>&& result) {
+  return py::make_tuple(to_numpy(std::move(result.output)), to_numpy(std::move(result.h_n)),
+                        to_numpy(std::move(result.c_n)));
+}
+
+template <typename T>
+std::optional<fastlstm::StateView<T>> to_state(const std::optional<py::array>& h0,
+                                               const std::optional<py::array>& c0) {
+  if (!h0 && !c0) return std::nullopt;
+  if (!h0 || !c0) throw py::value_error("hx: h_0 and c_0 must be given together");
+  return fastlstm::StateView<T>{to_view<T>(*h0, "h_0"), to_view<T>(*c0, "c_0")};
+}
+
+template <typename T>
+void bind_engine(py::module_& m, const char* name) {
+  using Engine = fastlstm::Lstm<T>;
+  py::class_<Engine>(m, name)
+      .def(py::init([](int64_t input_size, int64_t hidden_size, int64_t num_layers, bool bias, bool batch_first,
+                       bool bidirectional, int64_t proj_size, int num_threads) {
+             fastlstm::LstmConfig config;
+             config.input_size = input_size;
+             config.hidden_size = hidden_size;
+             config.num_layers = num_layers;
+             config.bias = bias;
+             config.batch_first = batch_first;
+             config.bidirectional = bidirectional;
+             config.proj_size = proj_size;
+             return Engine(config, num_threads);
+           }),
+           py::arg("input_size"), py::arg("hidden_size"), py::arg("num_layers"), py::arg("bias"),
+           py::arg("batch_first"), py::arg("bidirectional"), py::arg("proj_size"), py::arg("num_threads"))
+      .def_property_readonly("num_threads", &Engine::num_threads)
+      .def("parameter_names",
+           [](const Engine& engine) {
+             std::vector<std::string> names;
+             for (const auto& parameter : engine.weights().parameters()) names.push_back(parameter.spec.name);
+             return names;
+           })
+      .def(
+          "parameter",
+          [](py::object self, const std::string& name) {
+            const auto* parameter = self.cast<const Engine&>().weights().find(name);
+            if (!parameter) throw py::key_error(name);
+            py::array view(py::dtype::of<T>(), parameter->spec.shape, {}, parameter->values.data(), self);
+            py::detail::array_proxy(view.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+            return view;
+          },
+          "A read-only view of the named parameter's storage.")
+      .def("set_parameter",
+           [](Engine& engine, const std::string& name, const py::array& values) {
+             auto view = to_view<T>(values, name.c_str());
+             py::gil_scoped_release release;
+             engine.set_parameter(name, view);
+           })
+      .def("forward",
+           [](const Engine& engine, const py::array& input, const std::optional<py::array>& h0,
+              const std::optional<py::array>& c0) {
+             auto view = to_view<T>(input, "input");
+             auto state = to_state<T>(h0, c0);
+             fastlstm::LstmOutput<T> result;
+             {
+               py::gil_scoped_release release;
+               result = engine.forward(view, state ? &*state : nullptr);
+             }
+             return to_python(std::move(result));
+           },
+           py::arg("input"), py::arg("h_0") = py::none(), py::arg("c_0") = py::none())
+      .def("forward_packed",
+           [](const Engine& engine, const py::array& data, const std::vector<int64_t>& batch_sizes,
+              const std::optional<py::array>& h0, const std::optional<py::array>& c0) {
+             auto view = to_view<T>(data, "data");
+             auto state = to_state<T>(h0, c0);
+             fastlstm::LstmOutput<T> result;
+             {
+               py::gil_scoped_release release;
+               result = engine.forward_packed(view, batch_sizes, state ? &*state : nullptr);
+             }
+             return to_python(std::move(result));
+           },
+           py::arg("data"), py::arg("batch_sizes"), py::arg("h_0") = py::none(), py::arg("c_0") = py::none());
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "fastlstm's compiled core (use fastlstm.LSTM)";
+  // pybind11 tries the most recently registered translator first: the derived class goes last.
+  py::register_exception<fastlstm::Error>(m, "Error", PyExc_RuntimeError);
+  py::register_exception<fastlstm::InvalidArgument>(m, "InvalidArgument", PyExc_ValueError);
+  bind_engine<float>(m, "LstmFloat32");
+  bind_engine<double>(m, "LstmFloat64");
+  m.def("version", &fastlstm::version);
+  m.def("simd_level", &fastlstm::simd_level);
+  m.def("compiler", &fastlstm::compiler);
+  m.def("default_num_threads", &fastlstm::default_num_threads);
+}
