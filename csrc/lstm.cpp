@@ -167,21 +167,32 @@ int Lstm<T>::num_threads() const {
 
 template <typename T>
 void Lstm<T>::set_parameter(const std::string& name, TensorView<const T> values) {
-  Parameter<T>* parameter = weights_.find(name);
-  if (!parameter) invalid("unknown parameter '" + name + "'");
-  check_view(values, name.c_str());
-  const std::vector<int64_t>& shape = parameter->spec.shape;
-  bool ok = values.rank == static_cast<int>(shape.size());
-  for (int d = 0; ok && d < values.rank; ++d) ok = values.shape[static_cast<size_t>(d)] == shape[static_cast<size_t>(d)];
-  if (!ok) invalid(name + ": expected shape " + shape_string(shape) + ", got " + shape_string(values));
+  set_parameters({{name, values}});
+}
 
+template <typename T>
+void Lstm<T>::set_parameters(const std::vector<std::pair<std::string, TensorView<const T>>>& values) {
+  std::vector<Parameter<T>*> targets;
+  for (const auto& [name, view] : values) {
+    Parameter<T>* parameter = weights_.find(name);
+    if (!parameter) invalid("unknown parameter '" + name + "'");
+    check_view(view, name.c_str());
+    const std::vector<int64_t>& shape = parameter->spec.shape;
+    bool ok = view.rank == static_cast<int>(shape.size());
+    for (int d = 0; ok && d < view.rank; ++d) ok = view.shape[static_cast<size_t>(d)] == shape[static_cast<size_t>(d)];
+    if (!ok) invalid(name + ": expected shape " + shape_string(shape) + ", got " + shape_string(view));
+    targets.push_back(parameter);
+  }
   std::lock_guard<std::mutex> lock(*mutex_);
-  T* dst = parameter->values.data();
-  const int64_t rows = shape[0], cols = shape.size() > 1 ? shape[1] : 1;
-  const int64_t row_stride = values.strides[0];
-  const int64_t col_stride = shape.size() > 1 ? values.strides[1] : 0;
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < cols; ++c) dst[r * cols + c] = values.data[r * row_stride + c * col_stride];
+  for (size_t i = 0; i < values.size(); ++i) {
+    const TensorView<const T>& view = values[i].second;
+    const std::vector<int64_t>& shape = targets[i]->spec.shape;
+    const int64_t rows = shape[0], cols = shape.size() > 1 ? shape[1] : 1;
+    const int64_t col_stride = shape.size() > 1 ? view.strides[1] : 0;
+    T* dst = targets[i]->values.data();
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t c = 0; c < cols; ++c) dst[r * cols + c] = view.data[r * view.strides[0] + c * col_stride];
+    }
   }
   backend_->prepare(weights_);
 }

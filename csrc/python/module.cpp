@@ -101,6 +101,13 @@ void bind_engine(py::module_& m, const char* name) {
              py::gil_scoped_release release;
              engine.set_parameter(name, view);
            })
+      .def("set_parameters",
+           [](Engine& engine, const std::vector<std::pair<std::string, py::array>>& values) {
+             std::vector<std::pair<std::string, fastlstm::TensorView<const T>>> views;
+             for (const auto& [name, array] : values) views.emplace_back(name, to_view<T>(array, name.c_str()));
+             py::gil_scoped_release release;
+             engine.set_parameters(views);
+           })
       .def("forward",
            [](const Engine& engine, const py::array& input, const std::optional<py::array>& h0,
               const std::optional<py::array>& c0) {

@@ -5,6 +5,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fastlstm/config.hpp"
@@ -53,6 +54,9 @@ class Lstm {
   // re-prepares the backend. Throws InvalidArgument for an unknown name or a wrong shape; the
   // model is unchanged then.
   void set_parameter(const std::string& name, TensorView<const T> values);
+  // Sets several parameters at once and re-prepares once. All are validated before any is
+  // written: on an error the model is unchanged.
+  void set_parameters(const std::vector<std::pair<std::string, TensorView<const T>>>& values);
   // Replaces all weights; the configuration must be the model's.
   void set_weights(const LstmWeights<T>& weights);
 

@@ -1,0 +1,43 @@
+"""fastlstm: torch.nn.LSTM inference without PyTorch.
+
+>>> import numpy as np, fastlstm
+>>> lstm = fastlstm.LSTM(input_size=8, hidden_size=16, num_layers=2, batch_first=True)
+>>> output, (h_n, c_n) = lstm(np.zeros((4, 10, 8), dtype=np.float32))
+>>> output.shape
+(4, 10, 16)
+"""
+
+from __future__ import annotations
+
+from ._cpu import missing_features as _missing_features
+
+_missing = _missing_features()
+if _missing:
+    raise ImportError(
+        "fastlstm's compiled core needs a CPU with " + ", ".join(_missing).upper() + " (x86-64-v3), "
+        "which this CPU lacks. Build from source with -C cmake.define.FASTLSTM_NATIVE_ISA=OFF to run "
+        "on this machine."
+    )
+
+from . import _core  # noqa: E402
+from ._lstm import LSTM, IncompatibleKeys  # noqa: E402
+
+__version__ = _core.version()
+
+__all__ = ["LSTM", "IncompatibleKeys", "build_info", "cuda_available", "__version__"]
+
+
+def cuda_available() -> bool:
+    """Whether the CUDA backend can run here (this build has none)."""
+    return False
+
+
+def build_info() -> dict:
+    """Facts about the compiled core: version, compiler, SIMD level, default threads, CUDA."""
+    return {
+        "version": __version__,
+        "compiler": _core.compiler(),
+        "simd": _core.simd_level(),
+        "default_threads": _core.default_num_threads(),
+        "cuda": "not built",
+    }

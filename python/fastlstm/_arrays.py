@@ -1,0 +1,52 @@
+"""Turning what callers pass into arrays the engine reads in place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+_DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
+
+
+def resolve_dtype(dtype: Any) -> np.dtype:
+    """float32 or float64, given as a NumPy type, a string or a torch dtype."""
+    name = str(dtype).replace("torch.", "")
+    if name in ("float", "double"):
+        name = "float32" if name == "float" else "float64"
+    try:
+        resolved = np.dtype(name) if name in _DTYPES else np.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if resolved not in _DTYPES.values():
+        raise TypeError(f"dtype: expected float32 or float64, got {dtype!r}")
+    return resolved
+
+
+def as_array(value: Any, name: str) -> np.ndarray:
+    """A NumPy array over `value`'s memory: ndarrays as they are, torch CPU tensors and other
+    DLPack or array-interface objects without a copy. Anything else is a TypeError naming `name`."""
+    if isinstance(value, np.ndarray):
+        return value
+    if hasattr(value, "__dlpack__"):
+        if hasattr(value, "detach"):  # torch tensors that require grad refuse to export
+            value = value.detach()
+        try:
+            return np.from_dlpack(value)
+        except (TypeError, RuntimeError, BufferError, ValueError) as error:
+            raise TypeError(f"{name}: cannot read {type(value).__name__} as a CPU array ({error})") from None
+    if hasattr(value, "__array_interface__") or hasattr(value, "__array_struct__"):
+        return np.asarray(value)
+    raise TypeError(f"{name}: expected a numpy.ndarray, got {type(value).__name__}")
+
+
+def engine_compatible(array: np.ndarray) -> np.ndarray:
+    """`array` itself when the engine can read it in place (aligned, non-negative strides that are
+    whole elements), else a contiguous copy. Batch-first or sliced layouts are read in place."""
+    itemsize = array.itemsize
+    if (
+        array.ctypes.data % itemsize == 0
+        and all(s >= 0 and s % itemsize == 0 for s in array.strides)
+    ):
+        return array
+    return np.ascontiguousarray(array)

@@ -1,0 +1,395 @@
+"""The torch.nn.LSTM-compatible class over the compiled engine."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from collections import OrderedDict
+from typing import Any, Iterator, Mapping, NamedTuple, Optional, Tuple, Union
+
+import numpy as np
+
+from . import _core
+from ._arrays import as_array, engine_compatible, resolve_dtype
+
+ArrayLike = Any  # numpy.ndarray, or anything exposing __dlpack__ / __array_interface__ on the CPU
+State = Tuple[np.ndarray, np.ndarray]
+
+_ENGINES = {np.dtype(np.float32): _core.LstmFloat32, np.dtype(np.float64): _core.LstmFloat64}
+
+
+class IncompatibleKeys(NamedTuple):
+    """What load_state_dict(strict=False) did not use or did not find, as torch reports it."""
+
+    missing_keys: list
+    unexpected_keys: list
+
+
+def _check_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
+    return int(value)
+
+
+def _check_bool(value: Any, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
+    return bool(value)
+
+
+class LSTM:
+    r"""A drop-in replacement for ``torch.nn.LSTM`` in inference (eval mode).
+
+    The constructor takes torch's arguments; calling the model takes ``input`` and an optional
+    ``hx = (h_0, c_0)`` and returns ``output, (h_n, c_n)`` with torch's shapes, as NumPy arrays.
+    Parameters are attributes under torch's names (``weight_ih_l0``, ``bias_hh_l1_reverse``, ...),
+    read-only views of the engine's storage; assign a new array to replace one.
+
+    Args:
+        input_size: H_in, the number of features of the input.
+        hidden_size: H_cell, the number of features of the cell state (and of h without proj_size).
+        num_layers: stacked LSTM layers.
+        bias: whether the layers have b_ih and b_hh.
+        batch_first: input and output are (N, L, features) instead of (L, N, features).
+        dropout: stored for compatibility; inference applies no dropout (torch's eval mode).
+        bidirectional: adds a reverse direction to every layer.
+        proj_size: if > 0, h is projected to this size by ``weight_hr_l{k}``.
+        device: ``"cpu"`` (or None).
+        dtype: ``numpy.float32`` (default) or ``numpy.float64``; inputs must have this dtype.
+        num_threads: threads used by a forward pass; None uses every available core.
+
+    Example:
+        >>> import numpy as np, fastlstm
+        >>> lstm = fastlstm.LSTM(10, 20, num_layers=2)
+        >>> x = np.random.randn(5, 3, 10).astype(np.float32)   # (L, N, H_in)
+        >>> output, (h_n, c_n) = lstm(x)
+        >>> output.shape, h_n.shape, c_n.shape
+        ((5, 3, 20), (2, 3, 20), (2, 3, 20))
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        *,
+        device: Optional[str] = None,
+        dtype: Any = np.float32,
+        num_threads: Optional[int] = None,
+    ) -> None:
+        if (
+            not isinstance(dropout, numbers.Number)
+            or isinstance(dropout, bool)
+            or not 0 <= dropout <= 1
+        ):
+            raise ValueError(
+                "dropout should be a number in range [0, 1] representing the probability of an "
+                "element being zeroed"
+            )
+        bias = _check_bool(bias, "bias")
+        batch_first = _check_bool(batch_first, "batch_first")
+        bidirectional = _check_bool(bidirectional, "bidirectional")
+        input_size = _check_int(input_size, "input_size")
+        if input_size <= 0:
+            raise ValueError("input_size must be greater than zero")
+        hidden_size = _check_int(hidden_size, "hidden_size")
+        if hidden_size <= 0:
+            raise ValueError("hidden_size must be greater than zero")
+        num_layers = _check_int(num_layers, "num_layers")
+        if num_layers <= 0:
+            raise ValueError("num_layers must be greater than zero")
+        proj_size = _check_int(proj_size, "proj_size")
+        if proj_size < 0:
+            raise ValueError("proj_size should be a positive integer or zero to disable projections")
+        if proj_size >= hidden_size:
+            raise ValueError("proj_size has to be smaller than hidden_size")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(
+                "dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
+                f"expects num_layers greater than 1, but got dropout={dropout} and "
+                f"num_layers={num_layers}",
+                stacklevel=2,
+            )
+        if device not in (None, "cpu"):
+            raise ValueError(f"device: only 'cpu' is available in this build, got {device!r}")
+        if num_threads is None:
+            num_threads = 0
+        elif _check_int(num_threads, "num_threads") < 1:
+            raise ValueError(f"num_threads must be >= 1 (or None for every core), got {num_threads}")
+
+        dt = resolve_dtype(dtype)
+        d = self.__dict__  # plain attributes, set around __setattr__'s parameter handling
+        d["input_size"] = input_size
+        d["hidden_size"] = hidden_size
+        d["num_layers"] = num_layers
+        d["bias"] = bias
+        d["batch_first"] = batch_first
+        d["dropout"] = float(dropout)
+        d["bidirectional"] = bidirectional
+        d["proj_size"] = proj_size
+        d["_dtype"] = dt
+        d["_engine"] = _ENGINES[dt](
+            input_size, hidden_size, num_layers, bias, batch_first, bidirectional, proj_size,
+            int(num_threads),
+        )
+        d["_parameter_names"] = tuple(self._engine.parameter_names())
+        self.reset_parameters()
+
+    # ----------------------------------------------------------------------------- properties
+    @property
+    def dtype(self) -> np.dtype:
+        """The model's floating-point type; inputs must have it."""
+        return self._dtype
+
+    @property
+    def device(self) -> str:
+        return "cpu"
+
+    @property
+    def num_threads(self) -> int:
+        """Threads a forward pass uses."""
+        return self._engine.num_threads
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def training(self) -> bool:
+        """Always False: fastlstm runs torch's eval-mode forward."""
+        return False
+
+    def eval(self) -> "LSTM":
+        """No-op for torch compatibility: the model is always in eval mode."""
+        return self
+
+    # ----------------------------------------------------------------------------- parameters
+    def reset_parameters(self) -> None:
+        """Draws every parameter from U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as torch does.
+
+        Uses NumPy's global random state (seed it with ``numpy.random.seed``).
+        """
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        values = []
+        for name in self._parameter_names:
+            shape = self._engine.parameter(name).shape
+            values.append((name, np.random.uniform(-bound, bound, shape).astype(self._dtype)))
+        self._engine.set_parameters(values)
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        # Only called when normal lookup fails: parameters live in the engine.
+        names = self.__dict__.get("_parameter_names", ())
+        if name in names:
+            return self._engine.parameter(name)
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self.__dict__.get("_parameter_names", ()):
+            self._set_parameters({name: value}, cast=False)
+        elif name in self.__dict__ or isinstance(getattr(type(self), name, None), property):
+            raise AttributeError(f"{name} is fixed at construction; build a new LSTM to change it")
+        else:
+            object.__setattr__(self, name, value)
+
+    def __dir__(self):
+        return list(super().__dir__()) + list(self._parameter_names)
+
+    def named_parameters(self) -> Iterator[Tuple[str, np.ndarray]]:
+        """(name, read-only view) for every parameter, in torch's order."""
+        for name in self._parameter_names:
+            yield name, self._engine.parameter(name)
+
+    def parameters(self) -> Iterator[np.ndarray]:
+        for _, value in self.named_parameters():
+            yield value
+
+    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+        """A copy of every parameter, keyed and ordered as torch's state_dict."""
+        return OrderedDict((name, value.copy()) for name, value in self.named_parameters())
+
+    def load_state_dict(self, state_dict: Mapping[str, ArrayLike], strict: bool = True) -> IncompatibleKeys:
+        """Loads parameters from a mapping of NumPy arrays or torch tensors (cast to the model's
+        dtype, as torch casts). Raises RuntimeError with torch's message for missing or unexpected
+        keys (strict) and for shape mismatches; on any error no parameter is changed."""
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict).__name__}.")
+        names = self._parameter_names
+        missing = [name for name in names if name not in state_dict]
+        unexpected = [key for key in state_dict if key not in names]
+        errors = []
+        values = {}
+        for name in names:
+            if name not in state_dict:
+                continue
+            value = as_array(state_dict[name], name)
+            expected = self._engine.parameter(name).shape
+            if value.shape != expected:
+                errors.append(
+                    f"size mismatch for {name}: copying a param with shape {_torch_size(value.shape)} "
+                    f"from checkpoint, the shape in current model is {_torch_size(expected)}."
+                )
+            values[name] = value
+        if strict:
+            if unexpected:
+                errors.insert(0, "Unexpected key(s) in state_dict: {}. ".format(", ".join(f'"{k}"' for k in unexpected)))
+            if missing:
+                errors.insert(0, "Missing key(s) in state_dict: {}. ".format(", ".join(f'"{k}"' for k in missing)))
+        if errors:
+            raise RuntimeError(
+                "Error(s) in loading state_dict for {}:\n\t{}".format(type(self).__name__, "\n\t".join(errors))
+            )
+        self._set_parameters(values, cast=True)
+        return IncompatibleKeys(missing, unexpected)
+
+    def _set_parameters(self, values: Mapping[str, ArrayLike], cast: bool) -> None:
+        arrays = []
+        for name, value in values.items():
+            array = as_array(value, name)
+            if array.dtype != self._dtype:
+                if not cast:
+                    raise TypeError(f"{name}: expected dtype {self._dtype}, got {array.dtype}")
+                if not np.issubdtype(array.dtype, np.floating) and not np.issubdtype(array.dtype, np.integer):
+                    raise TypeError(f"{name}: expected a floating-point array, got dtype {array.dtype}")
+            expected = self._engine.parameter(name).shape
+            if array.shape != expected:
+                raise ValueError(f"{name}: expected shape {expected}, got {array.shape}")
+            # A fresh contiguous copy: the source may alias the parameter's own storage.
+            arrays.append((name, np.array(array, dtype=self._dtype, order="C", copy=True)))
+        self._engine.set_parameters(arrays)
+
+    @classmethod
+    def from_torch(cls, module: Any, *, dtype: Any = None, num_threads: Optional[int] = None) -> "LSTM":
+        """A fastlstm.LSTM with the configuration and weights of a ``torch.nn.LSTM``.
+
+        dtype defaults to the module's (float32 or float64; other float types become float32).
+        """
+        if getattr(module, "mode", None) != "LSTM" or not hasattr(module, "weight_ih_l0"):
+            raise TypeError(f"module: expected a torch.nn.LSTM, got {type(module).__name__}")
+        if dtype is None:
+            dtype = np.float64 if str(module.weight_ih_l0.dtype) == "torch.float64" else np.float32
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch already warned about dropout with one layer
+            model = cls(
+                module.input_size, module.hidden_size, module.num_layers, module.bias, module.batch_first,
+                module.dropout, module.bidirectional, module.proj_size, dtype=dtype, num_threads=num_threads,
+            )
+        model.load_state_dict(module.state_dict())
+        return model
+
+    # ----------------------------------------------------------------------------- forward
+    def __call__(self, input: ArrayLike, hx: Optional[Tuple[ArrayLike, ArrayLike]] = None):
+        return self.forward(input, hx)
+
+    def forward(self, input: ArrayLike, hx: Optional[Tuple[ArrayLike, ArrayLike]] = None):
+        """Runs the LSTM over ``input``; returns ``output, (h_n, c_n)`` as torch does.
+
+        input: (L, H_in) unbatched, (L, N, H_in), or (N, L, H_in) with batch_first, in the
+        model's dtype (never cast silently). hx: (h_0, c_0), each (D * num_layers, N, H_out) and
+        (D * num_layers, N, hidden_size), without N for unbatched input; zeros when omitted.
+        """
+        x = as_array(input, "input")
+        if x.ndim not in (2, 3):
+            raise ValueError(f"LSTM: Expected input to be 2D or 3D, got {x.ndim}D instead")
+        self._check_dtype(x, "input")
+        if x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {x.shape[-1]}"
+            )
+        batched = x.ndim == 3
+        if not batched:
+            x = x[None] if self.batch_first else x[:, None]
+        steps = x.shape[1] if self.batch_first else x.shape[0]
+        if steps == 0:
+            raise ValueError("input: the sequence length (L) must be at least 1, got 0")
+        batch = x.shape[0] if self.batch_first else x.shape[1]
+
+        h_0 = c_0 = None
+        if hx is not None:
+            h_0, c_0 = self._check_hx(hx, batched, batch)
+        output, h_n, c_n = self._engine.forward(engine_compatible(x), h_0, c_0)
+        if not batched:
+            output = output.reshape(output.shape[1] if self.batch_first else output.shape[0], -1)
+            h_n = h_n.reshape(h_n.shape[0], -1)
+            c_n = c_n.reshape(c_n.shape[0], -1)
+        return output, (h_n, c_n)
+
+    def _check_dtype(self, array: np.ndarray, name: str) -> None:
+        if array.dtype != self._dtype:
+            raise TypeError(
+                f"{name}: expected dtype {self._dtype} (the model's dtype; fastlstm does not cast "
+                f"silently), got {array.dtype}"
+            )
+
+    def _check_hx(self, hx: Any, batched: bool, batch: int) -> Tuple[np.ndarray, np.ndarray]:
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            raise TypeError(
+                f"hx: expected a tuple (h_0, c_0) of two arrays, got {type(hx).__name__}"
+                + (f" of length {len(hx)}" if isinstance(hx, (tuple, list)) else "")
+            )
+        h_0, c_0 = as_array(hx[0], "h_0"), as_array(hx[1], "c_0")
+        expected_dim = 3 if batched else 2
+        if h_0.ndim != expected_dim or c_0.ndim != expected_dim:
+            kind = "batched 3-D" if batched else "unbatched 2-D"
+            raise ValueError(
+                f"For {kind} input, hx and cx should also be {expected_dim}-D but got "
+                f"({h_0.ndim}-D, {c_0.ndim}-D) tensors"
+            )
+        self._check_dtype(h_0, "h_0")
+        self._check_dtype(c_0, "c_0")
+        layers = self.num_directions * self.num_layers
+        h_shape = (layers, batch, self.proj_size or self.hidden_size)
+        c_shape = (layers, batch, self.hidden_size)
+        if not batched:
+            h_0, c_0 = h_0[:, None], c_0[:, None]
+        for name, array, shape in (("h_0", h_0, h_shape), ("c_0", c_0, c_shape)):
+            if array.shape != shape:
+                shown = shape if batched else (shape[0], shape[2])
+                got = array.shape if batched else (array.shape[0], array.shape[2])
+                raise ValueError(f"{name}: Expected hidden size {shown}, got {got}")
+        return engine_compatible(h_0), engine_compatible(c_0)
+
+    # ----------------------------------------------------------------------------- misc
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.proj_size != 0:
+            s += f", proj_size={self.proj_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if self.bias is not True:
+            s += f", bias={self.bias}"
+        if self.batch_first is not False:
+            s += f", batch_first={self.batch_first}"
+        if self.dropout != 0:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional is not False:
+            s += f", bidirectional={self.bidirectional}"
+        return s
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+    def __reduce__(self):
+        config = dict(
+            input_size=self.input_size, hidden_size=self.hidden_size, num_layers=self.num_layers,
+            bias=self.bias, batch_first=self.batch_first, dropout=self.dropout,
+            bidirectional=self.bidirectional, proj_size=self.proj_size, dtype=self._dtype.name,
+        )
+        return (_unpickle, (config, self.state_dict()))
+
+
+def _unpickle(config: dict, state_dict: Mapping[str, np.ndarray]) -> LSTM:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = LSTM(**config)
+    model.load_state_dict(state_dict)
+    return model
+
+
+def _torch_size(shape: Tuple[int, ...]) -> str:
+    return f"torch.Size([{', '.join(str(s) for s in shape)}])"
