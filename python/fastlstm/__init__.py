@@ -20,11 +20,35 @@ if _missing:
     )
 
 from . import _core  # noqa: E402
+from ._errors import InputError  # noqa: E402
 from ._lstm import LSTM, IncompatibleKeys  # noqa: E402
+from ._packing import (  # noqa: E402
+    PackedSequence,
+    pack_padded_sequence,
+    pack_sequence,
+    pad_packed_sequence,
+    pad_sequence,
+    unpack_sequence,
+    unpad_sequence,
+)
 
 __version__ = _core.version()
 
-__all__ = ["LSTM", "IncompatibleKeys", "build_info", "cuda_available", "__version__"]
+__all__ = [
+    "LSTM",
+    "IncompatibleKeys",
+    "InputError",
+    "PackedSequence",
+    "pack_padded_sequence",
+    "pack_sequence",
+    "pad_packed_sequence",
+    "pad_sequence",
+    "unpack_sequence",
+    "unpad_sequence",
+    "build_info",
+    "cuda_available",
+    "__version__",
+]
 
 
 def cuda_available() -> bool:

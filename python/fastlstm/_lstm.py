@@ -12,6 +12,8 @@ import numpy as np
 
 from . import _core
 from ._arrays import as_array, engine_compatible, resolve_dtype
+from ._errors import InputError
+from ._packing import PackedSequence, as_packed_sequence, is_packed_sequence
 
 ArrayLike = Any  # numpy.ndarray, or anything exposing __dlpack__ / __array_interface__ on the CPU
 State = Tuple[np.ndarray, np.ndarray]
@@ -286,19 +288,23 @@ class LSTM:
     def __call__(self, input: ArrayLike, hx: Optional[Tuple[ArrayLike, ArrayLike]] = None):
         return self.forward(input, hx)
 
-    def forward(self, input: ArrayLike, hx: Optional[Tuple[ArrayLike, ArrayLike]] = None):
+    def forward(self, input: Union[ArrayLike, PackedSequence], hx: Optional[Tuple[ArrayLike, ArrayLike]] = None):
         """Runs the LSTM over ``input``; returns ``output, (h_n, c_n)`` as torch does.
 
         input: (L, H_in) unbatched, (L, N, H_in), or (N, L, H_in) with batch_first, in the
-        model's dtype (never cast silently). hx: (h_0, c_0), each (D * num_layers, N, H_out) and
+        model's dtype (never cast silently); or a PackedSequence (fastlstm's or torch's), for which
+        the output is a fastlstm PackedSequence and h_n, c_n hold each sequence's state at its own
+        last step, in the caller's order. hx: (h_0, c_0), each (D * num_layers, N, H_out) and
         (D * num_layers, N, hidden_size), without N for unbatched input; zeros when omitted.
         """
+        if is_packed_sequence(input):
+            return self._forward_packed(input, hx)
         x = as_array(input, "input")
         if x.ndim not in (2, 3):
-            raise ValueError(f"LSTM: Expected input to be 2D or 3D, got {x.ndim}D instead")
+            raise InputError(f"LSTM: Expected input to be 2D or 3D, got {x.ndim}D instead")
         self._check_dtype(x, "input")
         if x.shape[-1] != self.input_size:
-            raise ValueError(
+            raise InputError(
                 f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {x.shape[-1]}"
             )
         batched = x.ndim == 3
@@ -306,7 +312,7 @@ class LSTM:
             x = x[None] if self.batch_first else x[:, None]
         steps = x.shape[1] if self.batch_first else x.shape[0]
         if steps == 0:
-            raise ValueError("input: the sequence length (L) must be at least 1, got 0")
+            raise InputError("input: the sequence length (L) must be at least 1, got 0")
         batch = x.shape[0] if self.batch_first else x.shape[1]
 
         h_0 = c_0 = None
@@ -318,6 +324,26 @@ class LSTM:
             h_n = h_n.reshape(h_n.shape[0], -1)
             c_n = c_n.reshape(c_n.shape[0], -1)
         return output, (h_n, c_n)
+
+    def _forward_packed(self, input: Any, hx: Optional[Tuple[ArrayLike, ArrayLike]]):
+        packed = as_packed_sequence(input)
+        data = packed.data
+        if data.ndim != 2:
+            raise InputError(f"input must have 2 dimensions, got {data.ndim}")
+        self._check_dtype(data, "input")
+        if data.shape[-1] != self.input_size:
+            raise InputError(
+                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {data.shape[-1]}"
+            )
+        h_0 = c_0 = None
+        if hx is not None:
+            h_0, c_0 = self._check_hx(hx, True, int(packed.batch_sizes[0]))
+            if packed.sorted_indices is not None:  # hx comes in the caller's order, as in torch
+                h_0, c_0 = h_0[:, packed.sorted_indices], c_0[:, packed.sorted_indices]
+        output, h_n, c_n = self._engine.forward_packed(engine_compatible(data), packed.batch_sizes, h_0, c_0)
+        if packed.unsorted_indices is not None:
+            h_n, c_n = h_n[:, packed.unsorted_indices], c_n[:, packed.unsorted_indices]
+        return PackedSequence(output, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices), (h_n, c_n)
 
     def _check_dtype(self, array: np.ndarray, name: str) -> None:
         if array.dtype != self._dtype:
@@ -336,7 +362,7 @@ class LSTM:
         expected_dim = 3 if batched else 2
         if h_0.ndim != expected_dim or c_0.ndim != expected_dim:
             kind = "batched 3-D" if batched else "unbatched 2-D"
-            raise ValueError(
+            raise InputError(
                 f"For {kind} input, hx and cx should also be {expected_dim}-D but got "
                 f"({h_0.ndim}-D, {c_0.ndim}-D) tensors"
             )
@@ -351,7 +377,7 @@ class LSTM:
             if array.shape != shape:
                 shown = shape if batched else (shape[0], shape[2])
                 got = array.shape if batched else (array.shape[0], array.shape[2])
-                raise ValueError(f"{name}: Expected hidden size {shown}, got {got}")
+                raise InputError(f"{name}: Expected hidden size {shown}, got {got}")
         return engine_compatible(h_0), engine_compatible(c_0)
 
     # ----------------------------------------------------------------------------- misc
