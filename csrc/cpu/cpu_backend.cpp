@@ -12,12 +12,14 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <tuple>
 #include <vector>
 
 #include <Eigen/Core>
 
 #include "../backend.hpp"
 #include "fastlstm/error.hpp"
+#include "packed_gemm.hpp"
 #include "thread_pool.hpp"
 
 namespace fastlstm {
@@ -28,9 +30,9 @@ using Eigen::Index;
 
 // Hidden units per gate block: two AVX registers of float, so every gate slice is SIMD-wide.
 constexpr int64_t kBlock = 16;
-
-template <typename T>
-using AlignedVector = std::vector<T, Eigen::aligned_allocator<T>>;
+// Activation rows the cache blocking of the packed weights is tuned for.
+constexpr Eigen::Index kTypicalRows = 1024;
+constexpr Eigen::Index kTypicalBatch = 64;
 
 // The position of torch's gate row (gate, unit) in the gate-interleaved layout: block b of
 // `width` units occupies rows [4 * b * kBlock, 4 * b * kBlock + 4 * width), gates i, f, g, o.
@@ -39,37 +41,6 @@ int64_t interleaved_row(int64_t gate, int64_t unit, int64_t hidden_size) {
   const int64_t width = std::min(kBlock, hidden_size - block * kBlock);
   return 4 * block * kBlock + gate * width + unit % kBlock;
 }
-
-// C += A * B^T with A (m x k) and B (n x k) row-major, C (n x m) row-major: the shape of every
-// product here (rows of activations times a slice of a torch weight matrix). Eigen's kernels
-// with blocking buffers allocated once, so the time loop allocates nothing.
-template <typename T>
-class GemmAccumulator {
- public:
-  GemmAccumulator(Index m, Index n, Index k) : blocking_(m, n, k, 1, true) { blocking_.allocateAll(); }
-
-  void run(Index m, Index n, Index k, const T* a, Index lda, const T* b, Index ldb, T* c, Index ldc) {
-    if (m == 0 || n == 0) return;
-    if (n == 1) {
-      using Lhs = Eigen::internal::const_blas_data_mapper<T, Index, Eigen::RowMajor>;
-      using Rhs = Eigen::internal::const_blas_data_mapper<T, Index, Eigen::ColMajor>;
-      Eigen::internal::general_matrix_vector_product<Index, T, Lhs, Eigen::RowMajor, false, T, Rhs,
-                                                     false>::run(m, k, Lhs(a, lda), Rhs(b, 1), c, 1,
-                                                                 T(1));
-      return;
-    }
-    // Viewed column-major, C^T (m x n) += A (m x k, row-major) * B^T (k x n, column-major).
-    Eigen::internal::general_matrix_matrix_product<Index, T, Eigen::RowMajor, false, T, Eigen::ColMajor,
-                                                   false, Eigen::ColMajor, 1>::run(m, n, k, a, lda, b,
-                                                                                   ldb, c, 1, ldc, T(1),
-                                                                                   blocking_, nullptr);
-  }
-
- private:
-  Eigen::internal::gemm_blocking_space<Eigen::ColMajor, T, T, Eigen::Dynamic, Eigen::Dynamic, Eigen::Dynamic, 1,
-                                       false>
-      blocking_;
-};
 
 // [begin, end) of `count` items for `thread` of `threads`, in multiples of `grain`.
 std::pair<int64_t, int64_t> split(int64_t count, int thread, int threads, int64_t grain = 1) {
@@ -93,7 +64,22 @@ inline void update_cell(const T* gates, Index width, T* cell, T* hidden) {
 template <typename T>
 class CpuBackend final : public Backend<T> {
  public:
-  CpuBackend(const LstmConfig& config, int num_threads) : config_(config), pool_(num_threads) {}
+  CpuBackend(const LstmConfig& config, int num_threads) : config_(config), pool_(num_threads) {
+    const int64_t D = config.num_directions(), H = config.hidden_size, P = config.output_size();
+    const int64_t nblocks = (H + kBlock - 1) / kBlock;
+    for (int thread = 0; thread < pool_.size(); ++thread) {
+      ThreadShare share;
+      std::tie(share.col0, share.col1) = split(D * 4 * H, thread, pool_.size(), kBlock);
+      const auto [item0, item1] = split(D * nblocks, thread, pool_.size());
+      const auto [p0, p1] = split(D * P, thread, pool_.size());
+      for (int64_t dir = 0; dir < D; ++dir) {
+        share.blocks[dir] = {std::clamp(item0 - dir * nblocks, int64_t(0), nblocks),
+                             std::clamp(item1 - dir * nblocks, int64_t(0), nblocks)};
+        share.outputs[dir] = {std::clamp(p0 - dir * P, int64_t(0), P), std::clamp(p1 - dir * P, int64_t(0), P)};
+      }
+      shares_.push_back(share);
+    }
+  }
 
   int num_threads() const override { return pool_.size(); }
 
@@ -103,29 +89,42 @@ class CpuBackend final : public Backend<T> {
     for (int64_t layer = 0; layer < config_.num_layers; ++layer) {
       PreparedLayer& prepared = layers[static_cast<size_t>(layer)];
       const int64_t I = config_.layer_input_size(layer);
-      prepared.w_ih.assign(static_cast<size_t>(D * 4 * H * I), T(0));
+      // Gate-interleaved copies of both directions' matrices, then each thread's share packed.
+      AlignedVector<T> w_ih(static_cast<size_t>(D * 4 * H * I));
+      AlignedVector<T> w_hh[2];
       prepared.bias.assign(static_cast<size_t>(D * 4 * H), T(0));
       for (int64_t dir = 0; dir < D; ++dir) {
-        const T* w_ih = weights.find(layer, dir, ParameterKind::weight_ih)->values.data();
-        const T* w_hh = weights.find(layer, dir, ParameterKind::weight_hh)->values.data();
+        const T* src_ih = weights.find(layer, dir, ParameterKind::weight_ih)->values.data();
+        const T* src_hh = weights.find(layer, dir, ParameterKind::weight_hh)->values.data();
         const auto* b_ih = weights.find(layer, dir, ParameterKind::bias_ih);
         const auto* b_hh = weights.find(layer, dir, ParameterKind::bias_hh);
-        auto& w_hh_prepared = prepared.w_hh[static_cast<size_t>(dir)];
-        w_hh_prepared.assign(static_cast<size_t>(4 * H * P), T(0));
+        w_hh[dir].resize(static_cast<size_t>(4 * H * P));
         for (int64_t gate = 0; gate < 4; ++gate) {
           for (int64_t unit = 0; unit < H; ++unit) {
             const int64_t src = gate * H + unit;
             const int64_t dst = interleaved_row(gate, unit, H);
-            std::copy_n(w_ih + src * I, I, prepared.w_ih.data() + (dir * 4 * H + dst) * I);
-            std::copy_n(w_hh + src * P, P, w_hh_prepared.data() + dst * P);
+            std::copy_n(src_ih + src * I, I, w_ih.data() + (dir * 4 * H + dst) * I);
+            std::copy_n(src_hh + src * P, P, w_hh[dir].data() + dst * P);
             if (b_ih) {
               prepared.bias[static_cast<size_t>(dir * 4 * H + dst)] =
                   b_ih->values[static_cast<size_t>(src)] + b_hh->values[static_cast<size_t>(src)];
             }
           }
         }
-        if (const auto* w_hr = weights.find(layer, dir, ParameterKind::weight_hr)) {
-          prepared.w_hr[static_cast<size_t>(dir)].assign(w_hr->values.begin(), w_hr->values.end());
+      }
+      prepared.threads.resize(shares_.size());
+      for (size_t thread = 0; thread < shares_.size(); ++thread) {
+        const ThreadShare& share = shares_[thread];
+        ThreadWeights& mine = prepared.threads[thread];
+        mine.w_ih.pack(w_ih.data() + share.col0 * I, share.col1 - share.col0, I, I, kTypicalRows);
+        for (int64_t dir = 0; dir < D; ++dir) {
+          const auto [b0, b1] = share.blocks[dir];
+          const int64_t row0 = 4 * b0 * kBlock, row1 = 4 * std::min(b1 * kBlock, H);
+          mine.w_hh[dir].pack(w_hh[dir].data() + row0 * P, std::max<int64_t>(row1 - row0, 0), P, P, kTypicalBatch);
+          if (const auto* w_hr = weights.find(layer, dir, ParameterKind::weight_hr)) {
+            const auto [q0, q1] = share.outputs[dir];
+            mine.w_hr[dir].pack(w_hr->values.data() + q0 * H, q1 - q0, H, H, kTypicalBatch);
+          }
         }
       }
     }
@@ -164,6 +163,19 @@ class CpuBackend final : public Backend<T> {
       last_step_[static_cast<size_t>(n)] = length - 1;
     }
 
+    // Each thread's packing buffer for the activations of its products.
+    scratch_.resize(shares_.size());
+    for (size_t thread = 0; thread < shares_.size(); ++thread) {
+      int64_t size = 0;
+      for (const PreparedLayer& layer : layers_) {
+        const ThreadWeights& mine = layer.threads[thread];
+        size = std::max({size, mine.w_ih.workspace_size(rows), mine.w_hh[0].workspace_size(batch),
+                         mine.w_hh[1].workspace_size(batch), mine.w_hr[0].workspace_size(batch),
+                         mine.w_hr[1].workspace_size(batch)});
+      }
+      scratch_[thread].resize(static_cast<size_t>(size));
+    }
+
     const T* input = request.input;
     RowLayout input_rows = request.input_rows;
     if (request.input_feature_stride != 1) {
@@ -193,11 +205,21 @@ class CpuBackend final : public Backend<T> {
   }
 
  private:
+  // What one thread computes, fixed for the model's life so that its weights stay packed (and,
+  // for small models, resident in its core's cache).
+  struct ThreadShare {
+    int64_t col0 = 0, col1 = 0;                  // input projection: gate columns of both directions
+    std::pair<int64_t, int64_t> blocks[2] = {};  // recurrence: gate blocks, per direction
+    std::pair<int64_t, int64_t> outputs[2] = {}; // projection: output columns, per direction
+  };
+  struct ThreadWeights {
+    PackedWeights<T> w_ih;     // interleaved rows [col0, col1) of (D * 4H, I)
+    PackedWeights<T> w_hh[2];  // the rows of the thread's gate blocks, per direction
+    PackedWeights<T> w_hr[2];  // the thread's output rows of weight_hr, per direction
+  };
   struct PreparedLayer {
-    AlignedVector<T> w_ih;     // (D * 4H, I): both directions, gate-interleaved rows
-    AlignedVector<T> bias;     // (D * 4H): b_ih + b_hh, interleaved
-    AlignedVector<T> w_hh[2];  // per direction (4H, H_out), interleaved rows
-    AlignedVector<T> w_hr[2];  // per direction (H_out, H) with proj_size
+    AlignedVector<T> bias;  // (D * 4H): b_ih + b_hh, interleaved
+    std::vector<ThreadWeights> threads;
   };
 
   // One layer of one forward pass.
@@ -216,7 +238,7 @@ class CpuBackend final : public Backend<T> {
     const PreparedLayer& weights() const { return self.layers_[static_cast<size_t>(layer)]; }
 
     void execute() {
-      const int64_t D = config().num_directions(), H = config().hidden_size, P = config().output_size();
+      const int64_t D = config().num_directions(), H = config().hidden_size;
       const int64_t gate_width = D * 4 * H;
       load_initial_state();
 
@@ -237,47 +259,37 @@ class CpuBackend final : public Backend<T> {
         gate_rows.row_stride = steps * gate_width;
       }
       T* gates = self.gates_.data();
-      const int64_t I = config().layer_input_size(layer);
-      const int threads = self.pool_.size();
-      const int64_t nblocks = (H + kBlock - 1) / kBlock;
 
       auto task = [&](int thread) {
-        // 1. Input projections, this thread's gate columns, all steps.
-        const auto [col0, col1] = split(gate_width, thread, threads, kBlock);
-        {
-          const Index cols = col1 - col0;
-          GemmAccumulator<T> gemm(cols, matrix_stride >= 0 ? rows : batch, I);
-          const T* w = weights().w_ih.data() + col0 * I;
-          const T* b = weights().bias.data() + col0;
-          for (int64_t r = 0; r < rows && cols > 0; ++r) std::copy_n(b, cols, gates + r * gate_width + col0);
-          if (matrix_stride >= 0) {
-            gemm.run(cols, rows, I, w, I, input, matrix_stride, gates + col0, gate_width);
-          } else {
-            for (int64_t t = 0; t < steps; ++t) {
-              gemm.run(cols, batch, I, w, I, input + input_rows.offset(t), input_rows.row_stride,
-                       gates + gate_rows.offset(t) + col0, gate_rows.row_stride);
-            }
+        const ThreadShare& share = self.shares_[static_cast<size_t>(thread)];
+        const ThreadWeights& mine = weights().threads[static_cast<size_t>(thread)];
+        T* scratch = self.scratch_[static_cast<size_t>(thread)].data();
+
+        // 1. Input projections of every step, this thread's gate columns.
+        const int64_t cols = share.col1 - share.col0;
+        const T* bias = weights().bias.data() + share.col0;
+        for (int64_t r = 0; r < rows && cols > 0; ++r) std::copy_n(bias, cols, gates + r * gate_width + share.col0);
+        if (matrix_stride >= 0) {
+          mine.w_ih.multiply_accumulate(input, matrix_stride, rows, gates + share.col0, gate_width, scratch);
+        } else {
+          for (int64_t t = 0; t < steps; ++t) {
+            mine.w_ih.multiply_accumulate(input + input_rows.offset(t), input_rows.row_stride, batch,
+                                          gates + gate_rows.offset(t) + share.col0, gate_rows.row_stride, scratch);
           }
         }
         self.pool_.barrier();
 
-        // 2. The recurrence. This thread's share of the (direction, block) pairs.
-        const auto [item0, item1] = split(D * nblocks, thread, threads);
-        GemmAccumulator<T> gemm(4 * std::min(H, kBlock * std::max<int64_t>(item1 - item0, 1)), batch, P);
-        GemmAccumulator<T> projection(P, batch, H);
+        // 2. The recurrence: this thread's gate blocks of each direction, step by step.
         for (int64_t s = 0; s < steps; ++s) {
           for (int64_t dir = 0; dir < D; ++dir) {
-            const int64_t b0 = std::clamp(item0 - dir * nblocks, int64_t(0), nblocks);
-            const int64_t b1 = std::clamp(item1 - dir * nblocks, int64_t(0), nblocks);
-            if (b0 < b1) step_blocks(dir, dir == 0 ? s : steps - 1 - s, b0, b1, gates, gate_rows, gemm);
+            const auto [b0, b1] = share.blocks[dir];
+            if (b0 < b1) step_blocks(dir, dir == 0 ? s : steps - 1 - s, b0, b1, gates, gate_rows, mine.w_hh[dir], scratch);
           }
           self.pool_.barrier();
           if (config().proj_size > 0) {
-            const auto [p0, p1] = split(D * P, thread, threads);
             for (int64_t dir = 0; dir < D; ++dir) {
-              const int64_t q0 = std::clamp(p0 - dir * P, int64_t(0), P);
-              const int64_t q1 = std::clamp(p1 - dir * P, int64_t(0), P);
-              if (q0 < q1) project(dir, dir == 0 ? s : steps - 1 - s, q0, q1, projection);
+              const auto [q0, q1] = share.outputs[dir];
+              if (q0 < q1) project(dir, dir == 0 ? s : steps - 1 - s, q0, q1, mine.w_hr[dir], scratch);
             }
             self.pool_.barrier();
           }
@@ -311,12 +323,11 @@ class CpuBackend final : public Backend<T> {
 
     // Blocks [b0, b1) of direction `dir` at time t: gates += h_{t-1} W_hh^T, then the cell update.
     void step_blocks(int64_t dir, int64_t t, int64_t b0, int64_t b1, T* gates, const RowLayout& gate_rows,
-                     GemmAccumulator<T>& gemm) {
+                     const PackedWeights<T>& w_hh, T* scratch) {
       const int64_t H = config().hidden_size, P = config().output_size();
       const int64_t active = batch_sizes[static_cast<size_t>(t)];
-      const int64_t col0 = 4 * b0 * kBlock, col1 = 4 * std::min(b1 * kBlock, H);
+      const int64_t col0 = 4 * b0 * kBlock;
       T* step_gates = gates + gate_rows.offset(t) + dir * 4 * H;
-      const T* w_hh = weights().w_hh[static_cast<size_t>(dir)].data() + col0 * P;
       const T* initial = self.initial_hidden_.data() + dir * batch * P;
 
       // Rows continuing from the previous step read its output; rows starting here read h_0.
@@ -324,12 +335,12 @@ class CpuBackend final : public Backend<T> {
       const int64_t continuing =
           (prev_t < 0 || prev_t >= steps) ? 0 : std::min(active, batch_sizes[static_cast<size_t>(prev_t)]);
       if (continuing > 0) {
-        gemm.run(col1 - col0, continuing, P, w_hh, P, output + output_rows.offset(prev_t) + dir * P,
-                 output_rows.row_stride, step_gates + col0, gate_rows.row_stride);
+        w_hh.multiply_accumulate(output + output_rows.offset(prev_t) + dir * P, output_rows.row_stride, continuing,
+                                 step_gates + col0, gate_rows.row_stride, scratch);
       }
       if (active > continuing) {
-        gemm.run(col1 - col0, active - continuing, P, w_hh, P, initial + continuing * P, P,
-                 step_gates + continuing * gate_rows.row_stride + col0, gate_rows.row_stride);
+        w_hh.multiply_accumulate(initial + continuing * P, P, active - continuing,
+                                 step_gates + continuing * gate_rows.row_stride + col0, gate_rows.row_stride, scratch);
       }
 
       const bool projected = config().proj_size > 0;
@@ -346,13 +357,13 @@ class CpuBackend final : public Backend<T> {
     }
 
     // Output columns [q0, q1) of direction `dir` at time t: h_t = (o * tanh(c)) W_hr^T.
-    void project(int64_t dir, int64_t t, int64_t q0, int64_t q1, GemmAccumulator<T>& gemm) {
+    void project(int64_t dir, int64_t t, int64_t q0, int64_t q1, const PackedWeights<T>& w_hr, T* scratch) {
       const int64_t H = config().hidden_size, P = config().output_size();
       const int64_t active = batch_sizes[static_cast<size_t>(t)];
       T* out = output + output_rows.offset(t) + dir * P + q0;
       for (int64_t n = 0; n < active; ++n) std::fill_n(out + n * output_rows.row_stride, q1 - q0, T(0));
-      gemm.run(q1 - q0, active, H, weights().w_hr[static_cast<size_t>(dir)].data() + q0 * H, H,
-               self.projected_input_.data() + dir * batch * H, H, out, output_rows.row_stride);
+      w_hr.multiply_accumulate(self.projected_input_.data() + dir * batch * H, H, active, out, output_rows.row_stride,
+                               scratch);
     }
 
     void store_final_state() {
@@ -372,7 +383,9 @@ class CpuBackend final : public Backend<T> {
 
   LstmConfig config_;
   ThreadPool pool_;
+  std::vector<ThreadShare> shares_;
   std::vector<PreparedLayer> layers_;
+  std::vector<AlignedVector<T>> scratch_;  // per thread
   // Workspace, grown on demand and reused across calls.
   AlignedVector<T> gates_, cell_, initial_hidden_, projected_input_, input_copy_;
   AlignedVector<T> layer_outputs_[2];

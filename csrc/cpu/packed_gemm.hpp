@@ -1,0 +1,99 @@
+#pragma once
+// A weight matrix packed once into the panel layout of Eigen's GEBP micro-kernel, so that the
+// products of every call and every time step skip the packing of the weights (which, for the
+// recurrent step, would re-read and re-write the whole matrix at every step).
+// Include from one translation unit only: it instantiates Eigen's kernels.
+#include <algorithm>
+#include <vector>
+
+#include <Eigen/Core>
+
+namespace fastlstm::cpu {
+
+template <typename T>
+using AlignedVector = std::vector<T, Eigen::aligned_allocator<T>>;
+
+// A (m x k), given row-major (a torch weight: one row per output feature). Computes
+// C += A * B, where B (k x n) is column-major (rows of activations) and C (m x n) column-major
+// (rows of results): out[r, :m] += x[r, :k] W^T for every activation row r.
+template <typename T>
+class PackedWeights {
+ public:
+  using Index = Eigen::Index;
+
+  PackedWeights() = default;
+
+  // Packs `a` (m x k, row stride lda). `typical_n` tunes the cache blocking.
+  void pack(const T* a, Index m, Index k, Index lda, Index typical_n) {
+    m_ = m;
+    k_ = k;
+    kc_ = k;
+    mc_ = m;
+    nc_ = std::max<Index>(typical_n, 1);
+    Eigen::internal::computeProductBlockingSizes<T, T, 1, Index>(kc_, mc_, nc_, 1);
+    kc_ = std::max<Index>(kc_, 1);
+    mc_ = std::max<Index>(mc_, 1);
+    rows_.resize(static_cast<size_t>(m * k));
+    for (Index i = 0; i < m; ++i) std::copy_n(a + i * lda, k, rows_.data() + i * k);
+    panels_.resize(static_cast<size_t>(m * k));
+    LhsMapper lhs(rows_.data(), k);
+    PackLhs pack_lhs;
+    for (Index k2 = 0; k2 < k; k2 += kc_) {
+      const Index kc = std::min(k2 + kc_, k) - k2;
+      for (Index i2 = 0; i2 < m; i2 += mc_) {
+        const Index mc = std::min(i2 + mc_, m) - i2;
+        pack_lhs(panels_.data() + k2 * m + i2 * kc, lhs.getSubMapper(i2, k2), kc, mc);
+      }
+    }
+  }
+
+  Index rows() const { return m_; }
+  Index depth() const { return k_; }
+  // Elements of the workspace that multiply_accumulate needs for `n` columns.
+  Index workspace_size(Index n) const { return kc_ * std::min(std::max<Index>(n, 1), nc_) + 64; }
+
+  // C (m x n, column stride ldc) += A * B (k x n, column stride ldb). `workspace` holds
+  // workspace_size(n) elements. Allocates nothing.
+  void multiply_accumulate(const T* b, Index ldb, Index n, T* c, Index ldc, T* workspace) const {
+    if (m_ == 0 || n == 0) return;
+    if (n == 1) {  // one activation row: a matrix-vector product on the row-major weights
+      using Rhs = Eigen::internal::const_blas_data_mapper<T, Index, Eigen::ColMajor>;
+      Eigen::internal::general_matrix_vector_product<Index, T, LhsMapper, Eigen::RowMajor, false, T, Rhs,
+                                                     false>::run(m_, k_, LhsMapper(rows_.data(), k_),
+                                                                 Rhs(b, 1), c, 1, T(1));
+      return;
+    }
+    RhsMapper rhs(b, ldb);
+    ResMapper res(c, ldc);
+    PackRhs pack_rhs;
+    Gebp gebp;
+    const Index nc_max = std::min(n, nc_);
+    for (Index k2 = 0; k2 < k_; k2 += kc_) {
+      const Index kc = std::min(k2 + kc_, k_) - k2;
+      for (Index j2 = 0; j2 < n; j2 += nc_max) {
+        const Index nc = std::min(j2 + nc_max, n) - j2;
+        pack_rhs(workspace, rhs.getSubMapper(k2, j2), kc, nc);
+        for (Index i2 = 0; i2 < m_; i2 += mc_) {
+          const Index mc = std::min(i2 + mc_, m_) - i2;
+          gebp(res.getSubMapper(i2, j2), panels_.data() + k2 * m_ + i2 * kc, workspace, mc, kc, nc, T(1));
+        }
+      }
+    }
+  }
+
+ private:
+  using Traits = Eigen::internal::gebp_traits<T, T>;
+  using LhsMapper = Eigen::internal::const_blas_data_mapper<T, Index, Eigen::RowMajor>;
+  using RhsMapper = Eigen::internal::const_blas_data_mapper<T, Index, Eigen::ColMajor>;
+  using ResMapper = Eigen::internal::blas_data_mapper<T, Index, Eigen::ColMajor, Eigen::Unaligned, 1>;
+  using PackLhs = Eigen::internal::gemm_pack_lhs<T, Index, LhsMapper, Traits::mr, Traits::LhsProgress,
+                                                 typename Traits::LhsPacket4Packing, Eigen::RowMajor>;
+  using PackRhs = Eigen::internal::gemm_pack_rhs<T, Index, RhsMapper, Traits::nr, Eigen::ColMajor>;
+  using Gebp = Eigen::internal::gebp_kernel<T, T, Index, ResMapper, Traits::mr, Traits::nr, false, false>;
+
+  Index m_ = 0, k_ = 0, kc_ = 1, mc_ = 1, nc_ = 1;
+  AlignedVector<T> rows_;    // row-major copy, for the matrix-vector case
+  AlignedVector<T> panels_;  // GEBP panels: for each k-panel, for each m-block
+};
+
+}  // namespace fastlstm::cpu
