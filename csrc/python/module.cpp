@@ -17,7 +17,8 @@ namespace {
 
 template <typename T>
 fastlstm::TensorView<const T> to_view(const py::array& array, const char* name) {
-  if (!py::isinstance<py::array_t<T>>(array) || !array.dtype().is(py::dtype::of<T>())) {
+  // isinstance compares dtypes by value (an unpickled float32 is not NumPy's float32 object).
+  if (!py::isinstance<py::array_t<T>>(array)) {
     throw py::type_error(std::string(name) + ": expected dtype " + std::string(py::str(py::dtype::of<T>())) +
                          ", got " + std::string(py::str(array.dtype())));
   }

@@ -10,17 +10,21 @@ _DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
 
 
 def resolve_dtype(dtype: Any) -> np.dtype:
-    """float32 or float64, given as a NumPy type, a string or a torch dtype."""
+    """float32 or float64, given as a NumPy type, a string or a torch dtype; None means float32,
+    torch's default."""
+    if dtype is None:
+        return _DTYPES["float32"]
     name = str(dtype).replace("torch.", "")
-    if name in ("float", "double"):
-        name = "float32" if name == "float" else "float64"
-    try:
-        resolved = np.dtype(name) if name in _DTYPES else np.dtype(dtype)
-    except TypeError:
-        resolved = None
-    if resolved not in _DTYPES.values():
+    aliases = {"float": "float32", "double": "float64", "f4": "float32", "f8": "float64"}
+    name = aliases.get(name, name)
+    if name not in _DTYPES:
+        try:
+            name = np.dtype(dtype).name
+        except TypeError:
+            name = ""
+    if name not in _DTYPES:
         raise TypeError(f"dtype: expected float32 or float64, got {dtype!r}")
-    return resolved
+    return _DTYPES[name]
 
 
 def as_array(value: Any, name: str) -> np.ndarray:

@@ -1,0 +1,103 @@
+"""``python -m fastlstm``: build facts, a default model timed (and checked against torch when it is
+installed). ``python -m fastlstm bench [...]`` runs the benchmark (fastlstm.benchmark)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from typing import Optional, Sequence
+
+import numpy as np
+
+import fastlstm
+from fastlstm import benchmark
+
+# The default model: 2-layer bidirectional LSTM, 256 -> 512, batch 8, 100 steps, float32.
+INPUT, HIDDEN, LAYERS, BATCH, STEPS = 256, 512, 2, 8, 100
+TOLERANCE = 1e-5
+
+
+def self_check(threads: Optional[int], repeats: int) -> int:
+    info = fastlstm.build_info()
+    print(f"fastlstm {info['version']}")
+    print(f"  compiler      {info['compiler']}")
+    print(f"  SIMD          {info['simd']}")
+    print(f"  threads       {threads or info['default_threads']} (default {info['default_threads']})")
+    print(f"  CUDA          {'available' if fastlstm.cuda_available() else 'not available'} ({info['cuda']})")
+
+    torch = benchmark.import_torch()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((STEPS, BATCH, INPUT), dtype=np.float32)
+    if torch is not None:
+        torch.manual_seed(0)
+        module = torch.nn.LSTM(INPUT, HIDDEN, LAYERS, bidirectional=True).eval()
+        model = fastlstm.LSTM.from_torch(module, num_threads=threads)
+    else:
+        model = fastlstm.LSTM(INPUT, HIDDEN, LAYERS, bidirectional=True, num_threads=threads)
+    print(f"\nmodel  {model!r}, float32, input (L={STEPS}, N={BATCH}, {INPUT}), {model.num_threads} thread(s)")
+
+    output, (h_n, c_n) = model(x)
+    print(f"  output {output.shape}, h_n {h_n.shape}, c_n {c_n.shape}")
+
+    fns = {"fastlstm": lambda: model(x)}
+    diff = None
+    if torch is None:
+        print("  torch not found: timing fastlstm alone (no comparison)")
+    else:
+        torch.set_num_threads(model.num_threads)
+        tx = torch.from_numpy(x)
+        with torch.no_grad():
+            t_out, (t_h, t_c) = module(tx)
+        diff = max(float(np.abs(a - b.numpy()).max()) for a, b in ((output, t_out), (h_n, t_h), (c_n, t_c)))
+
+        def run_torch():
+            with torch.no_grad():
+                return module(tx)
+
+        fns["torch"] = run_torch
+        run_torch()
+
+    timings = benchmark.interleaved(fns, repeats, min_time=0.0)
+    ms = {name: t["median_s"] * 1e3 for name, t in timings.items()}
+    print(f"\n  {'':10s}" + "".join(f"{name:>12s}" for name in ms))
+    print(f"  {'ms/call':10s}" + "".join(f"{v:12.2f}" for v in ms.values()) + f"   (median of {repeats})")
+    if torch is not None:
+        print(f"  {'torch':10s}{torch.__version__:>12s}")
+        print(f"\n  speedup over torch: {ms['torch'] / ms['fastlstm']:.2f}x")
+        verdict = "OK" if diff < TOLERANCE else "FAILED"
+        print(f"  max |fastlstm - torch| = {diff:.2e} (tolerance {TOLERANCE:g}): {verdict}")
+        if diff >= TOLERANCE:
+            print(f"error: fastlstm differs from torch by {diff:.3g} >= {TOLERANCE:g}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m fastlstm",
+        description="Print fastlstm's build facts and time a default model (2-layer bidirectional LSTM, "
+        f"{INPUT} -> {HIDDEN}, batch {BATCH}, {STEPS} steps, float32), checked against torch when installed.",
+    )
+    parser.add_argument("--threads", type=int, default=None, help="threads for fastlstm and torch (default: every core)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs; the median is shown (default 5)")
+    sub = parser.add_subparsers(dest="command", metavar="{bench}")
+    bench = sub.add_parser(
+        "bench", help="benchmark against torch and ONNX Runtime (see: bench --help)",
+        description=benchmark.__doc__.split("\n\n")[0],
+    )
+    benchmark.add_arguments(bench)
+    args = parser.parse_args(argv)
+    if args.command == "bench":
+        return benchmark.run(args)
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be >= 1")
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return self_check(args.threads, args.repeats)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
