@@ -29,7 +29,8 @@ fastlstm::TensorView<const T> to_view(const py::array& array, const char* name) 
   view.data = static_cast<const T*>(array.data());
   view.rank = static_cast<int>(array.ndim());
   for (int d = 0; d < view.rank; ++d) {
-    const py::ssize_t stride = array.strides(d);
+    // The stride of a dimension of extent 0 or 1 is never used; NumPy leaves it arbitrary.
+    const py::ssize_t stride = array.shape(d) > 1 ? array.strides(d) : 0;
     if (stride < 0 || stride % static_cast<py::ssize_t>(sizeof(T)) != 0) {
       throw py::value_error(std::string(name) + ": strides must be non-negative multiples of the item size");
     }

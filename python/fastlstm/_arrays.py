@@ -45,12 +45,9 @@ def as_array(value: Any, name: str) -> np.ndarray:
 
 
 def engine_compatible(array: np.ndarray) -> np.ndarray:
-    """`array` itself when the engine can read it in place (aligned, non-negative strides that are
-    whole elements), else a contiguous copy. Batch-first or sliced layouts are read in place."""
-    itemsize = array.itemsize
-    if (
-        array.ctypes.data % itemsize == 0
-        and all(s >= 0 and s % itemsize == 0 for s in array.strides)
-    ):
-        return array
+    """`array` itself when the engine can read it in place (aligned, non-negative strides), else a
+    contiguous copy. Batch-first, sliced or transposed layouts are read in place."""
+    flags = array.flags
+    if flags.aligned and (flags.c_contiguous or all(s >= 0 for s in array.strides)):
+        return array  # NumPy's `aligned` also means every stride is a whole number of elements
     return np.ascontiguousarray(array)
