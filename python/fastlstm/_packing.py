@@ -150,7 +150,7 @@ def pad_sequence(
         if a.ndim < 1 or a.shape[1:] != trailing:
             raise InputError(f"sequences[{i}]: expected shape (L, {', '.join(map(str, trailing))}), got {a.shape}")
     steps = max(a.shape[0] for a in arrays)
-    dtype = np.result_type(*arrays)
+    dtype = arrays[0].dtype  # as torch: the result has the first sequence's dtype
     padded = np.full((len(arrays), steps) + trailing, padding_value, dtype=dtype)
     for i, a in enumerate(arrays):
         if padding_side == "right":
