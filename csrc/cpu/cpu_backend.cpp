@@ -12,7 +12,6 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
-#include <tuple>
 #include <vector>
 
 #include <Eigen/Core>
@@ -69,8 +68,12 @@ class CpuBackend final : public Backend<T> {
     const int64_t nblocks = (H + kBlock - 1) / kBlock;
     for (int thread = 0; thread < pool_.size(); ++thread) {
       ThreadShare share;
-      std::tie(share.col0, share.col1) = split(D * 4 * H, thread, pool_.size(), kBlock);
       const auto [item0, item1] = split(D * nblocks, thread, pool_.size());
+      // The input projections a thread computes are the gate columns of its own blocks, so the
+      // recurrence reads only what its own core wrote: no barrier between the two phases.
+      auto first_column = [&](int64_t item) { return item / nblocks * 4 * H + 4 * std::min(item % nblocks * kBlock, H); };
+      share.col0 = first_column(item0);
+      share.col1 = item1 == D * nblocks ? D * 4 * H : first_column(item1);
       const auto [p0, p1] = split(D * P, thread, pool_.size());
       for (int64_t dir = 0; dir < D; ++dir) {
         share.blocks[dir] = {std::clamp(item0 - dir * nblocks, int64_t(0), nblocks),
@@ -277,7 +280,6 @@ class CpuBackend final : public Backend<T> {
                                           gates + gate_rows.offset(t) + share.col0, gate_rows.row_stride, scratch);
           }
         }
-        self.pool_.barrier();
 
         // 2. The recurrence: this thread's gate blocks of each direction, step by step.
         for (int64_t s = 0; s < steps; ++s) {
