@@ -21,11 +21,18 @@ struct RowLayout {
   int64_t offset(int64_t t) const { return step_starts ? step_starts[t] * row_stride : t * time_stride; }
 };
 
+// The active rows of every step: a padded batch has all N at every step; a packed one shrinks.
+struct StepSizes {
+  int64_t steps = 0;
+  int64_t batch = 0;                // N: the rows of step 0
+  const int64_t* sizes = nullptr;   // packed: non-increasing, sizes[0] == batch; nullptr: all N
+  int64_t operator[](int64_t t) const { return sizes ? sizes[t] : batch; }
+};
+
 template <typename T>
 struct ForwardRequest {
-  // Active rows of every step, non-increasing: all N for a padded batch.
-  const std::vector<int64_t>* batch_sizes = nullptr;
-  const std::vector<int64_t>* step_starts = nullptr;  // packed: prefix sums of batch_sizes
+  StepSizes batch_sizes;
+  const int64_t* step_starts = nullptr;  // packed: the first packed row of each step
 
   const T* input = nullptr;
   RowLayout input_rows;

@@ -213,49 +213,156 @@ void Lstm<T>::set_weights(const LstmWeights<T>& weights) {
   backend_->prepare(weights_);
 }
 
+namespace {
+
+// A padded batch (L, N, H_in), or (N, L, H_in) with batch_first: its steps and rows, validated.
+struct PaddedInput {
+  int64_t steps = 0;
+  int64_t batch = 0;
+};
+
 template <typename T>
-LstmOutput<T> Lstm<T>::forward(TensorView<const T> input, const StateView<T>* initial_state) const {
-  const LstmConfig& cfg = config();
-  check_view(input, "input");
+PaddedInput check_padded_input(const TensorView<const T>& input, const LstmConfig& cfg, const char* name) {
+  check_view(input, name);
   if (input.rank != 3) {
-    invalid("input: expected 3 dimensions " + std::string(cfg.batch_first ? "(N, L, H_in)" : "(L, N, H_in)") +
+    invalid(std::string(name) + ": expected 3 dimensions " + (cfg.batch_first ? "(N, L, H_in)" : "(L, N, H_in)") +
             ", got " + std::to_string(input.rank));
   }
   if (input.shape[2] != cfg.input_size) {
-    invalid("input: expected input.size(-1) == input_size = " + std::to_string(cfg.input_size) + ", got " +
-            std::to_string(input.shape[2]));
+    invalid(std::string(name) + ": expected size(-1) == input_size = " + std::to_string(cfg.input_size) +
+            ", got " + std::to_string(input.shape[2]));
   }
+  PaddedInput shape{input.shape[cfg.batch_first ? 1 : 0], input.shape[cfg.batch_first ? 0 : 1]};
+  if (shape.steps < 1) invalid(std::string(name) + ": the sequence length must be at least 1, got 0");
+  checked_mul(checked_mul(shape.steps, shape.batch, name), cfg.num_directions() * 4 * cfg.hidden_size, name);
+  return shape;
+}
+
+// The request for a padded batch, its output written to `output` in the input's layout convention.
+template <typename T>
+ForwardRequest<T> padded_request(const TensorView<const T>& input, PaddedInput shape, const LstmConfig& cfg,
+                                 T* output) {
   const int time_dim = cfg.batch_first ? 1 : 0, batch_dim = cfg.batch_first ? 0 : 1;
-  const int64_t steps = input.shape[static_cast<size_t>(time_dim)];
-  const int64_t batch = input.shape[static_cast<size_t>(batch_dim)];
-  if (steps < 1) invalid("input: the sequence length must be at least 1, got " + std::to_string(steps));
-  if (initial_state) check_state(*initial_state, cfg, batch);
-
-  const int64_t D = cfg.num_directions(), P = cfg.output_size();
-  const int64_t out_width = D * P;
-  checked_mul(checked_mul(steps, batch, "input"), D * 4 * cfg.hidden_size, "input");
-  LstmOutput<T> result{
-      Tensor<T>(cfg.batch_first ? std::vector<int64_t>{batch, steps, out_width}
-                                : std::vector<int64_t>{steps, batch, out_width}),
-      Tensor<T>({D * cfg.num_layers, batch, P}), Tensor<T>({D * cfg.num_layers, batch, cfg.hidden_size})};
-
-  const std::vector<int64_t> batch_sizes(static_cast<size_t>(steps), batch);
+  const int64_t out_width = cfg.num_directions() * cfg.output_size();
   ForwardRequest<T> request;
-  request.batch_sizes = &batch_sizes;
+  request.batch_sizes = {shape.steps, shape.batch, nullptr};
   request.input = input.data;
   request.input_rows.time_stride = input.strides[static_cast<size_t>(time_dim)];
   request.input_rows.row_stride = input.strides[static_cast<size_t>(batch_dim)];
   request.input_feature_stride = input.strides[2];
+  request.output = output;
+  request.output_rows.row_stride = cfg.batch_first ? shape.steps * out_width : out_width;
+  request.output_rows.time_stride = cfg.batch_first ? out_width : shape.batch * out_width;
+  return request;
+}
+
+template <typename T>
+std::vector<int64_t> output_shape(PaddedInput shape, const LstmConfig& cfg) {
+  const int64_t out_width = cfg.num_directions() * cfg.output_size();
+  return cfg.batch_first ? std::vector<int64_t>{shape.batch, shape.steps, out_width}
+                         : std::vector<int64_t>{shape.steps, shape.batch, out_width};
+}
+
+}  // namespace
+
+template <typename T>
+LstmOutput<T> Lstm<T>::forward(TensorView<const T> input, const StateView<T>* initial_state) const {
+  const LstmConfig& cfg = config();
+  const PaddedInput shape = check_padded_input(input, cfg, "input");
+  if (initial_state) check_state(*initial_state, cfg, shape.batch);
+  const int64_t layers = cfg.num_directions() * cfg.num_layers;
+  LstmOutput<T> result{Tensor<T>(output_shape<T>(shape, cfg)), Tensor<T>({layers, shape.batch, cfg.output_size()}),
+                       Tensor<T>({layers, shape.batch, cfg.hidden_size})};
+  ForwardRequest<T> request = padded_request(input, shape, cfg, result.output.data());
   request.initial_state = initial_state;
-  request.output = result.output.data();
-  request.output_rows.row_stride = cfg.batch_first ? steps * out_width : out_width;
-  request.output_rows.time_stride = cfg.batch_first ? out_width : batch * out_width;
   request.h_n = result.h_n.data();
   request.c_n = result.c_n.data();
-
   std::lock_guard<std::mutex> lock(*mutex_);
   backend_->forward(request);
   return result;
+}
+
+template <typename T>
+typename Lstm<T>::State Lstm<T>::make_state(int64_t batch_size) const {
+  const LstmConfig& cfg = config();
+  if (cfg.bidirectional) {
+    invalid("streaming needs a unidirectional model: the reverse direction of a bidirectional LSTM needs the "
+            "whole sequence");
+  }
+  if (batch_size < 0) invalid("batch_size: must be >= 0, got " + std::to_string(batch_size));
+  checked_mul(batch_size, cfg.num_layers * cfg.hidden_size, "batch_size");
+  State state{Tensor<T>({cfg.num_layers, batch_size, cfg.output_size()}),
+              Tensor<T>({cfg.num_layers, batch_size, cfg.hidden_size})};
+  std::fill_n(state.h.data(), state.h.numel(), T(0));
+  std::fill_n(state.c.data(), state.c.numel(), T(0));
+  return state;
+}
+
+template <typename T>
+void Lstm<T>::check_stream_state(const State& state) const {
+  const LstmConfig& cfg = config();
+  const auto& h = state.h.shape();
+  const auto& c = state.c.shape();
+  if (cfg.bidirectional) invalid("streaming needs a unidirectional model");
+  if (h.size() != 3 || c.size() != 3 || h[0] != cfg.num_layers || h[2] != cfg.output_size() ||
+      c[0] != cfg.num_layers || c[1] != h[1] || c[2] != cfg.hidden_size) {
+    invalid("state: not a state of this model (make one with make_state)");
+  }
+}
+
+template <typename T>
+void Lstm<T>::run_stream(ForwardRequest<T>& request, State& state) const {
+  // The backend reads each layer's initial state before it writes that layer's final one, so
+  // the state is updated in place.
+  const StateView<T> current{state.h.view(), state.c.view()};
+  request.initial_state = &current;
+  request.h_n = state.h.data();
+  request.c_n = state.c.data();
+  std::lock_guard<std::mutex> lock(*mutex_);
+  backend_->forward(request);
+}
+
+template <typename T>
+void Lstm<T>::step(TensorView<const T> input_t, State& state, TensorView<T> output_t) const {
+  const LstmConfig& cfg = config();
+  check_stream_state(state);
+  const int64_t batch = state.batch_size();
+  check_view(input_t, "input_t");
+  check_view(TensorView<const T>(output_t), "output_t");
+  if (input_t.rank != 2 || input_t.shape[0] != batch || input_t.shape[1] != cfg.input_size) {
+    invalid("input_t: expected shape " + shape_string(std::vector<int64_t>{batch, cfg.input_size}) + ", got " +
+            shape_string(input_t));
+  }
+  if (output_t.rank != 2 || output_t.shape[0] != batch || output_t.shape[1] != cfg.output_size()) {
+    invalid("output_t: expected shape " + shape_string(std::vector<int64_t>{batch, cfg.output_size()}) +
+            ", got " + shape_string(output_t));
+  }
+  if (output_t.strides[1] != 1 && cfg.output_size() > 1) invalid("output_t: features must be contiguous");
+  if (batch == 0) return;
+  ForwardRequest<T> request;
+  request.batch_sizes = {1, batch, nullptr};
+  request.input = input_t.data;
+  request.input_rows.row_stride = input_t.strides[0];
+  request.input_feature_stride = input_t.strides[1];
+  request.output = output_t.data;
+  request.output_rows.row_stride = output_t.strides[0];
+  run_stream(request, state);
+}
+
+template <typename T>
+Tensor<T> Lstm<T>::forward(TensorView<const T> chunk, State& state) const {
+  const LstmConfig& cfg = config();
+  check_stream_state(state);
+  const PaddedInput shape = check_padded_input(chunk, cfg, "chunk");
+  if (shape.batch != state.batch_size()) {
+    invalid("chunk: expected batch size " + std::to_string(state.batch_size()) + " (the state's), got " +
+            std::to_string(shape.batch));
+  }
+  Tensor<T> output(output_shape<T>(shape, cfg));
+  if (shape.batch == 0) return output;
+  ForwardRequest<T> request = padded_request(chunk, shape, cfg, output.data());
+  run_stream(request, state);
+  return output;
 }
 
 template <typename T>
@@ -291,8 +398,8 @@ LstmOutput<T> Lstm<T>::forward_packed(TensorView<const T> data, const std::vecto
   LstmOutput<T> result{Tensor<T>({total, D * P}), Tensor<T>({D * cfg.num_layers, batch, P}),
                        Tensor<T>({D * cfg.num_layers, batch, cfg.hidden_size})};
   ForwardRequest<T> request;
-  request.batch_sizes = &batch_sizes;
-  request.step_starts = &step_starts;
+  request.batch_sizes = {static_cast<int64_t>(batch_sizes.size()), batch, batch_sizes.data()};
+  request.step_starts = step_starts.data();
   request.input = data.data;
   request.input_rows.row_stride = data.strides[0];
   request.input_rows.step_starts = step_starts.data();

@@ -135,14 +135,14 @@ class CpuBackend final : public Backend<T> {
   }
 
   void forward(const ForwardRequest<T>& request) override {
-    const std::vector<int64_t>& batch_sizes = *request.batch_sizes;
-    const int64_t steps = static_cast<int64_t>(batch_sizes.size());
-    const int64_t batch = steps > 0 ? batch_sizes[0] : 0;
+    const StepSizes& batch_sizes = request.batch_sizes;
+    const int64_t steps = batch_sizes.steps;
+    const int64_t batch = batch_sizes.batch;
     if (steps == 0 || batch == 0) return;
 
     const int64_t D = config_.num_directions(), H = config_.hidden_size, P = config_.output_size();
-    const int64_t rows = request.step_starts ? request.step_starts->back() + batch_sizes.back() : steps * batch;
-    const int64_t* step_starts = request.step_starts ? request.step_starts->data() : nullptr;
+    const int64_t* step_starts = request.step_starts;
+    const int64_t rows = step_starts ? step_starts[steps - 1] + batch_sizes[steps - 1] : steps * batch;
 
     // Between layers the activations are compact: time-major, or packed like the input.
     auto compact_layout = [&](int64_t width) {
@@ -162,7 +162,7 @@ class CpuBackend final : public Backend<T> {
     for (int64_t n = 0; n < batch; ++n) {
       // Forward direction's final step for row n: the last step in which it is active.
       int64_t length = 0;
-      while (length < steps && batch_sizes[static_cast<size_t>(length)] > n) ++length;
+      while (length < steps && batch_sizes[length] > n) ++length;
       last_step_[static_cast<size_t>(n)] = length - 1;
     }
 
@@ -186,7 +186,7 @@ class CpuBackend final : public Backend<T> {
       input_copy_.resize(static_cast<size_t>(rows * config_.input_size));
       const RowLayout compact = compact_layout(config_.input_size);
       for (int64_t t = 0; t < steps; ++t) {
-        for (int64_t n = 0; n < batch_sizes[static_cast<size_t>(t)]; ++n) {
+        for (int64_t n = 0; n < batch_sizes[t]; ++n) {
           const T* src = input + input_rows.offset(t) + n * input_rows.row_stride;
           T* dst = input_copy_.data() + compact.offset(t) + n * compact.row_stride;
           for (int64_t k = 0; k < config_.input_size; ++k) dst[k] = src[k * request.input_feature_stride];
@@ -230,7 +230,7 @@ class CpuBackend final : public Backend<T> {
     CpuBackend& self;
     int64_t layer;
     const ForwardRequest<T>& request;
-    const std::vector<int64_t>& batch_sizes;
+    const StepSizes& batch_sizes;
     int64_t steps, batch, rows;
     const T* input;
     RowLayout input_rows;
@@ -327,7 +327,7 @@ class CpuBackend final : public Backend<T> {
     void step_blocks(int64_t dir, int64_t t, int64_t b0, int64_t b1, T* gates, const RowLayout& gate_rows,
                      const PackedWeights<T>& w_hh, T* scratch) {
       const int64_t H = config().hidden_size, P = config().output_size();
-      const int64_t active = batch_sizes[static_cast<size_t>(t)];
+      const int64_t active = batch_sizes[t];
       const int64_t col0 = 4 * b0 * kBlock;
       T* step_gates = gates + gate_rows.offset(t) + dir * 4 * H;
       const T* initial = self.initial_hidden_.data() + dir * batch * P;
@@ -335,7 +335,7 @@ class CpuBackend final : public Backend<T> {
       // Rows continuing from the previous step read its output; rows starting here read h_0.
       const int64_t prev_t = dir == 0 ? t - 1 : t + 1;
       const int64_t continuing =
-          (prev_t < 0 || prev_t >= steps) ? 0 : std::min(active, batch_sizes[static_cast<size_t>(prev_t)]);
+          (prev_t < 0 || prev_t >= steps) ? 0 : std::min(active, batch_sizes[prev_t]);
       if (continuing > 0) {
         w_hh.multiply_accumulate(output + output_rows.offset(prev_t) + dir * P, output_rows.row_stride, continuing,
                                  step_gates + col0, gate_rows.row_stride, scratch);
@@ -361,7 +361,7 @@ class CpuBackend final : public Backend<T> {
     // Output columns [q0, q1) of direction `dir` at time t: h_t = (o * tanh(c)) W_hr^T.
     void project(int64_t dir, int64_t t, int64_t q0, int64_t q1, const PackedWeights<T>& w_hr, T* scratch) {
       const int64_t H = config().hidden_size, P = config().output_size();
-      const int64_t active = batch_sizes[static_cast<size_t>(t)];
+      const int64_t active = batch_sizes[t];
       T* out = output + output_rows.offset(t) + dir * P + q0;
       for (int64_t n = 0; n < active; ++n) std::fill_n(out + n * output_rows.row_stride, q1 - q0, T(0));
       w_hr.multiply_accumulate(self.projected_input_.data() + dir * batch * H, H, active, out, output_rows.row_stride,

@@ -54,6 +54,12 @@ py::tuple to_python(fastlstm::LstmOutput<T>&& result) {
                         to_numpy(std::move(result.c_n)));
 }
 
+// A writable view of a stream state's buffer, keeping the state alive.
+template <typename T>
+py::array state_view(py::object owner, fastlstm::Tensor<T>& tensor) {
+  return py::array(py::dtype::of<T>(), tensor.shape(), {}, tensor.data(), owner);
+}
+
 template <typename T>
 std::optional<fastlstm::StateView<T>> to_state(const std::optional<py::array>& h0,
                                                const std::optional<py::array>& c0) {
@@ -65,6 +71,11 @@ std::optional<fastlstm::StateView<T>> to_state(const std::optional<py::array>& h
 template <typename T>
 void bind_engine(py::module_& m, const char* name) {
   using Engine = fastlstm::Lstm<T>;
+  using State = typename Engine::State;
+  py::class_<State>(m, (std::string(name) + "State").c_str())
+      .def_property_readonly("h", [](py::object self) { return state_view(self, self.cast<State&>().h); })
+      .def_property_readonly("c", [](py::object self) { return state_view(self, self.cast<State&>().c); });
+
   py::class_<Engine>(m, name)
       .def(py::init([](int64_t input_size, int64_t hidden_size, int64_t num_layers, bool bias, bool batch_first,
                        bool bidirectional, int64_t proj_size, int num_threads) {
@@ -135,7 +146,30 @@ void bind_engine(py::module_& m, const char* name) {
              }
              return to_python(std::move(result));
            },
-           py::arg("data"), py::arg("batch_sizes"), py::arg("h_0") = py::none(), py::arg("c_0") = py::none());
+           py::arg("data"), py::arg("batch_sizes"), py::arg("h_0") = py::none(), py::arg("c_0") = py::none())
+      .def("make_state", &Engine::make_state, py::arg("batch_size"))
+      .def("step",
+           [](const Engine& engine, const py::array& input_t, State& state, py::array& output_t) {
+             auto input = to_view<T>(input_t, "input_t");
+             auto output = to_view<T>(output_t, "output_t");
+             if (!output_t.writeable()) throw py::value_error("output_t: must be writeable");
+             fastlstm::TensorView<T> out;
+             out.data = const_cast<T*>(output.data);
+             out.rank = output.rank;
+             out.shape = output.shape;
+             out.strides = output.strides;
+             py::gil_scoped_release release;
+             engine.step(input, state, out);
+           })
+      .def("forward_chunk", [](const Engine& engine, const py::array& chunk, State& state) {
+        auto view = to_view<T>(chunk, "chunk");
+        fastlstm::Tensor<T> output;
+        {
+          py::gil_scoped_release release;
+          output = engine.forward(view, state);
+        }
+        return to_numpy(std::move(output));
+      });
 }
 
 }  // namespace

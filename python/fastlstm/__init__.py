@@ -22,6 +22,7 @@ if _missing:
 from . import _core  # noqa: E402
 from ._errors import InputError  # noqa: E402
 from ._lstm import LSTM, IncompatibleKeys  # noqa: E402
+from ._stream import LSTMStream  # noqa: E402
 from ._packing import (  # noqa: E402
     PackedSequence,
     pack_padded_sequence,
@@ -37,6 +38,7 @@ __version__ = _core.version()
 __all__ = [
     "LSTM",
     "IncompatibleKeys",
+    "LSTMStream",
     "InputError",
     "PackedSequence",
     "pack_padded_sequence",

@@ -14,6 +14,7 @@ from . import _core
 from ._arrays import as_array, engine_compatible, resolve_dtype
 from ._errors import InputError
 from ._packing import PackedSequence, as_packed_sequence, is_packed_sequence
+from ._stream import LSTMStream
 
 ArrayLike = Any  # numpy.ndarray, or anything exposing __dlpack__ / __array_interface__ on the CPU
 State = Tuple[np.ndarray, np.ndarray]
@@ -324,6 +325,17 @@ class LSTM:
             h_n = h_n.reshape(h_n.shape[0], -1)
             c_n = c_n.reshape(c_n.shape[0], -1)
         return output, (h_n, c_n)
+
+    def stream(self, batch_size: int = 1) -> "LSTMStream":
+        """A stream through this model: ``step(x_t)`` or ``stream(chunk)`` carry (h, c) across
+        calls. Bidirectional models raise ValueError (the reverse direction needs the whole
+        sequence)."""
+        if self.bidirectional:
+            raise ValueError(
+                "stream: needs a unidirectional model; the reverse direction of a bidirectional LSTM "
+                "needs the whole sequence"
+            )
+        return LSTMStream(self, batch_size)
 
     def _forward_packed(self, input: Any, hx: Optional[Tuple[ArrayLike, ArrayLike]]):
         packed = as_packed_sequence(input)

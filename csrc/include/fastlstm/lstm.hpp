@@ -16,6 +16,8 @@ namespace fastlstm {
 
 template <typename T>
 class Backend;
+template <typename T>
+struct ForwardRequest;
 
 // Initial (h_0, c_0): h (D * num_layers, N, H_out) and c (D * num_layers, N, hidden_size).
 template <typename T>
@@ -70,7 +72,31 @@ class Lstm {
   LstmOutput<T> forward_packed(TensorView<const T> data, const std::vector<int64_t>& batch_sizes,
                                const StateView<T>* initial_state = nullptr) const;
 
+  // Streaming: the recurrent state of `batch_size` parallel streams, carried across calls.
+  struct State {
+    Tensor<T> h;  // (num_layers, N, H_out)
+    Tensor<T> c;  // (num_layers, N, hidden_size)
+    int64_t batch_size() const { return h.shape()[1]; }
+  };
+
+  // A zero state. Throws InvalidArgument for a bidirectional model (its reverse direction needs
+  // the whole sequence). Thread safety: one State per stream; many streams may share one model.
+  State make_state(int64_t batch_size = 1) const;
+
+  // One time step of every stream: input_t (N, H_in) -> output_t (N, H_out), written into the
+  // caller's buffer (features contiguous, any row stride); advances `state`. Allocates nothing
+  // once the model has run a step of this size. Throws InvalidArgument for wrong shapes.
+  void step(TensorView<const T> input_t, State& state, TensorView<T> output_t) const;
+
+  // Several steps: chunk (L, N, H_in), or (N, L, H_in) with batch_first; returns the output
+  // (L, N, H_out), or (N, L, H_out), and advances `state`. Feeding a sequence in chunks gives
+  // the same outputs as one forward over the whole sequence.
+  Tensor<T> forward(TensorView<const T> chunk, State& state) const;
+
  private:
+  void check_stream_state(const State& state) const;
+  void run_stream(ForwardRequest<T>& request, State& state) const;
+
   LstmWeights<T> weights_;
   std::unique_ptr<Backend<T>> backend_;
   std::unique_ptr<std::mutex> mutex_;  // serialises forward passes and weight updates

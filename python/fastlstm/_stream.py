@@ -1,0 +1,104 @@
+"""Streaming: a unidirectional LSTM fed a step or a chunk at a time, carrying (h, c) across calls."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Tuple
+
+import numpy as np
+
+from ._arrays import as_array, engine_compatible
+from ._errors import InputError
+
+if TYPE_CHECKING:
+    from ._lstm import LSTM
+
+
+class LSTMStream:
+    """The state of `batch_size` parallel streams through one model (make it with ``lstm.stream()``).
+
+    Feeding a sequence in pieces gives the same outputs as one forward over the whole sequence.
+    Many streams may share one model and run from different threads; one stream's calls must not
+    overlap (it holds one state).
+
+    Example:
+        >>> stream = lstm.stream(batch_size=1)
+        >>> y_t = stream.step(x_t)          # x_t (H_in,) or (1, H_in) -> y_t (H_out,) or (1, H_out)
+        >>> y = stream(chunk)               # chunk (L, H_in) or (L, 1, H_in) -> (L, H_out) or (L, 1, H_out)
+        >>> h, c = stream.state             # (num_layers, 1, H_out), (num_layers, 1, hidden_size)
+        >>> stream.reset()
+    """
+
+    def __init__(self, lstm: "LSTM", batch_size: int = 1) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 0:
+            raise ValueError(f"batch_size: expected an int >= 0, got {batch_size!r}")
+        self._lstm = lstm
+        self._state = lstm._engine.make_state(int(batch_size))  # raises for bidirectional models
+        self._batch = int(batch_size)
+        self._h_out = lstm.proj_size or lstm.hidden_size
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch
+
+    def step(self, x_t: Any) -> np.ndarray:
+        """One time step: x_t (N, H_in) -> (N, H_out); with batch_size 1 also (H_in,) -> (H_out,)."""
+        x = self._input(x_t, "x_t")
+        single = x.ndim == 1 and self._batch == 1
+        if single:
+            x = x[None]
+        if x.shape != (self._batch, self._lstm.input_size):
+            raise InputError(
+                f"x_t: expected shape ({self._batch}, {self._lstm.input_size})"
+                + (f" or ({self._lstm.input_size},)" if self._batch == 1 else "")
+                + f", got {tuple(np.shape(x_t))}"
+            )
+        output = np.empty((self._batch, self._h_out), dtype=self._lstm.dtype)
+        self._lstm._engine.step(engine_compatible(x), self._state, output)
+        return output[0] if single else output
+
+    def __call__(self, chunk: Any) -> np.ndarray:
+        """Several steps: chunk (L, N, H_in) ((N, L, H_in) with batch_first) -> the outputs of every
+        step; with batch_size 1 also (L, H_in) -> (L, H_out)."""
+        x = self._input(chunk, "chunk")
+        batch_first = self._lstm.batch_first
+        single = x.ndim == 2 and self._batch == 1
+        if single:
+            x = x[None] if batch_first else x[:, None]
+        if x.ndim != 3 or x.shape[-1] != self._lstm.input_size or x.shape[0 if batch_first else 1] != self._batch:
+            layout = "(N, L, H_in)" if batch_first else "(L, N, H_in)"
+            raise InputError(
+                f"chunk: expected {layout} with N={self._batch} and H_in={self._lstm.input_size}, "
+                f"got {tuple(np.shape(chunk))}"
+            )
+        output = self._lstm._engine.forward_chunk(engine_compatible(x), self._state)
+        return output.reshape(output.shape[1 if batch_first else 0], -1) if single else output
+
+    @property
+    def state(self) -> Tuple[np.ndarray, np.ndarray]:
+        """Copies of (h, c): (num_layers, N, H_out) and (num_layers, N, hidden_size)."""
+        return self._state.h.copy(), self._state.c.copy()
+
+    @state.setter
+    def state(self, value: Tuple[Any, Any]) -> None:
+        if not isinstance(value, (tuple, list)) or len(value) != 2:
+            raise TypeError(f"state: expected a tuple (h, c), got {type(value).__name__}")
+        h, c = as_array(value[0], "h"), as_array(value[1], "c")
+        for name, array, target in (("h", h, self._state.h), ("c", c, self._state.c)):
+            if array.shape != target.shape:
+                raise InputError(f"state: expected {name} of shape {target.shape}, got {array.shape}")
+            self._lstm._check_dtype(array, name)
+        self._state.h[...] = h
+        self._state.c[...] = c
+
+    def reset(self) -> None:
+        """Zeros the state, as at the start of a stream."""
+        self._state.h[...] = 0
+        self._state.c[...] = 0
+
+    def _input(self, value: Any, name: str) -> np.ndarray:
+        x = as_array(value, name)
+        self._lstm._check_dtype(x, name)
+        return x
+
+    def __repr__(self) -> str:
+        return f"LSTMStream({self._lstm!r}, batch_size={self._batch})"
