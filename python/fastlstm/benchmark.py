@@ -131,6 +131,20 @@ def calibrate(fn: Callable[[], Any], min_time: float, max_number: int = 10_000) 
     return int(min(max_number, math.ceil(min_time / max(once, 1e-7))))
 
 
+def settle(min_gap: float = 0.01, max_wait: float = 1.0, window: float = 0.005) -> float:
+    """Sleeps at least `min_gap`, then until this process's threads are idle (under 5 % of a core
+    over `window`) or `max_wait` has passed; returns the seconds waited. ONNX Runtime's workers,
+    for one, spin for tens of milliseconds after a run and would steal a core from the next tool."""
+    start = time.perf_counter()
+    time.sleep(min_gap)
+    while time.perf_counter() - start < max_wait:
+        cpu, wall = time.process_time(), time.perf_counter()
+        time.sleep(window)
+        if time.process_time() - cpu < 0.05 * (time.perf_counter() - wall):
+            break
+    return time.perf_counter() - start
+
+
 def interleaved(
     fns: Dict[str, Callable[[], Any]],
     repeats: int,
@@ -139,9 +153,15 @@ def interleaved(
     progress: Optional[Callable[[str], None]] = None,
 ) -> Dict[str, dict]:
     """Times every function round-robin, `repeats` samples each; per tool: median seconds per call,
-    all samples and calls per sample. A short untimed gap between samples lets the previous tool's
-    spinning worker threads go idle before the next tool starts."""
-    numbers = {name: calibrate(fn, min_time) for name, fn in fns.items()}
+    all samples and calls per sample. An untimed pause between samples (`gap` at least, then until
+    the process is idle, see settle) lets the previous tool's spinning worker threads go idle before
+    the next tool starts; one untimed call then precedes each sample, so that waking a tool's
+    sleeping workers (which can cost fastlstm ~10 ms at 2 threads) is not part of the sample."""
+    numbers = {}
+    for name, fn in fns.items():
+        settle(gap)
+        fn()  # untimed: the first call after idle wakes sleeping worker threads
+        numbers[name] = calibrate(fn, min_time)
     samples: Dict[str, List[float]] = {name: [] for name in fns}
     gc_was_enabled = gc.isenabled()
     gc.disable()
@@ -150,7 +170,8 @@ def interleaved(
             for name, fn in fns.items():
                 if progress:
                     progress(f"{name} {rep + 1}/{repeats}")
-                time.sleep(gap)
+                settle(gap)
+                fn()  # untimed warm call, so a sample measures steady state, not wake-up
                 samples[name].append(_time_once(fn, numbers[name]))
     finally:
         if gc_was_enabled:
@@ -159,6 +180,33 @@ def interleaved(
         name: {"median_s": float(np.median(s)), "samples_s": s, "calls_per_sample": numbers[name]}
         for name, s in samples.items()
     }
+
+
+class ForeignLoad:
+    """CPU time that other processes used while a block ran, from /proc/stat (Linux): the busy
+    time of every core minus this process's own. Divided by the wall time it is the number of
+    cores others kept busy, a direct measure of how noisy the measurement was (None elsewhere)."""
+
+    def __init__(self) -> None:
+        self.start = self._read()
+
+    @staticmethod
+    def _read():
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(v) for v in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)  # minus idle, iowait
+        times = os.times()
+        return time.perf_counter(), busy / os.sysconf("SC_CLK_TCK"), times.user + times.system
+
+    def cores(self) -> Optional[float]:
+        end = self._read()
+        if self.start is None or end is None or end[0] <= self.start[0]:
+            return None
+        foreign = (end[1] - self.start[1]) - (end[2] - self.start[2])
+        return max(0.0, foreign) / (end[0] - self.start[0])
 
 
 def gemm_rate(threads: Optional[int], size: int = GEMM_SIZE, repeats: int = 7) -> Tuple[float, str]:
@@ -477,10 +525,13 @@ def run_case(
         for f, per in diffs.items() for p, v in per.items() if not v <= TOLERANCE
     ]
     timings: Dict[str, dict] = {}
+    foreign = None
     if not failures:
         for t in tools:  # second warm-up: workspaces, thread pools, caches
             t.call()
+        load = ForeignLoad()
         timings = interleaved({t.name: t.call for t in tools}, repeats, min_time, progress=progress)
+        foreign = load.cores()
 
     per_call = case.calls if case.mode == "stream" else 1  # stream rows are per step
     flops = case.flops_per_token() * case.tokens()
@@ -503,6 +554,7 @@ def run_case(
             "max_abs_diff": diffs[f.name],
             "skipped_peers": dict(prep.skipped),
             "status": "FAILED: " + "; ".join(failures) if failures else "ok",
+            "foreign_load": None if failures else foreign,
             "ms": {},
             "samples_ms": {},
             "calls_per_sample": {},
@@ -577,7 +629,7 @@ def _fmt_ms(value: Optional[float]) -> str:
 
 def format_table(rows: List[dict], peers: Sequence[str]) -> str:
     header = ["case", "thr", "config", "fastlstm ms", "GFLOP/s", "%GEMM"]
-    header += [f"{p} ms" for p in peers] + ["speedup", "vs"] + [f"diff {p}" for p in peers]
+    header += [f"{p} ms" for p in peers] + ["speedup", "vs"] + [f"diff {p}" for p in peers] + ["other"]
     lines = []
     for r in rows:
         ms = r["ms"]
@@ -589,9 +641,10 @@ def format_table(rows: List[dict], peers: Sequence[str]) -> str:
             line += [_fmt_ms(ms.get(p)) for p in peers]
             line += [_fmt(r.get("speedup"), ".2f") + ("x" if r.get("speedup") else ""), r.get("best_peer", "-")]
         line += [_fmt(r["max_abs_diff"].get(p), ".1e") for p in peers]
+        line.append(_fmt(r.get("foreign_load"), ".2f"))
         lines.append(line)
     widths = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h) for i, h in enumerate(header)]
-    left = {0, 2, len(header) - len(peers) - 1}
+    left = {0, 2, len(header) - len(peers) - 2}
 
     def render(cells):
         return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
@@ -772,6 +825,8 @@ def _run(args: argparse.Namespace) -> int:
                      "packed peers; GFLOP/s counts real tokens only.")
     notes.append("speedup = best peer's median ms / fastlstm's median ms; GFLOP/s = fastlstm's; "
                  "%GEMM = of the NumPy rate at the same thread count.")
+    notes.append("other = cores that other processes kept busy while the row was timed (/proc/stat); "
+                 "above ~0.1 the row's timings are disturbed.")
     reasons: Dict[str, List[str]] = {}
     for r in rows:
         for peer, why in r["skipped_peers"].items():
