@@ -3,6 +3,7 @@
 // leaves a model half-modified.
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace fastlstm {
 
@@ -16,6 +17,20 @@ class Error : public std::runtime_error {
 class InvalidArgument : public Error {
  public:
   using Error::Error;
+};
+
+// The operating system refused to open, map, read or write a file; errno_value() says why (0
+// when no errno applies).
+class FileError : public Error {
+ public:
+  FileError(const std::string& message, std::string path, int errno_value)
+      : Error(message), path_(std::move(path)), errno_(errno_value) {}
+  const std::string& path() const { return path_; }
+  int errno_value() const { return errno_; }
+
+ private:
+  std::string path_;
+  int errno_;
 };
 
 }  // namespace fastlstm

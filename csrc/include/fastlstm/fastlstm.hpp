@@ -3,6 +3,7 @@
 #include "fastlstm/config.hpp"
 #include "fastlstm/error.hpp"
 #include "fastlstm/lstm.hpp"
+#include "fastlstm/model_file.hpp"
 #include "fastlstm/tensor.hpp"
 #include "fastlstm/version.hpp"
 #include "fastlstm/weights.hpp"

@@ -62,6 +62,14 @@ class Lstm {
   // Replaces all weights; the configuration must be the model's.
   void set_weights(const LstmWeights<T>& weights);
 
+  // A model from the LSTM in a model file (see model_file.hpp: read_model_file), its tensors cast
+  // to T. Throws FileError when the file cannot be read, InvalidArgument naming the file and the
+  // problem when it is malformed or holds no LSTM under `prefix`. Thread-safe.
+  static Lstm load(const std::string& path, const std::string& prefix = "", int num_threads = 0);
+  // Writes the weights and configuration to a model file (see save_model_file). Throws FileError;
+  // blocks forward passes and weight updates while it writes.
+  void save(const std::string& path) const;
+
   // input: (L, N, H_in), or (N, L, H_in) with batch_first, any non-negative strides.
   // initial_state: nullptr for zeros. Throws InvalidArgument naming a wrongly shaped argument.
   LstmOutput<T> forward(TensorView<const T> input, const StateView<T>* initial_state = nullptr) const;

@@ -1,0 +1,89 @@
+#pragma once
+// The model file: a safetensors file holding an LSTM's parameters under torch's names
+// (weight_ih_l0, ..., weight_hr_l1_reverse), F32 or F64, with the configuration as strings in
+// its __metadata__ (input_size, hidden_size, num_layers, bias, batch_first, bidirectional,
+// proj_size, dtype). Files written by other tools load too: the configuration is inferred from
+// the tensors' names and shapes, under a key prefix for an LSTM inside a larger network.
+//
+// Reading never trusts the file: every size, offset and shape is checked against the file's
+// length before anything is allocated or read, and anything malformed raises InvalidArgument
+// naming the file and the problem. Failing to open, map or write a file raises FileError.
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "fastlstm/config.hpp"
+#include "fastlstm/error.hpp"
+#include "fastlstm/weights.hpp"
+
+namespace fastlstm {
+
+enum class DType { float32, float64 };
+
+// "float32" or "float64".
+const char* dtype_name(DType dtype);
+
+// The LSTM among a state_dict's tensors: its configuration (batch_first false: the tensors
+// cannot tell) and, in torch's parameter order, the key that holds each parameter.
+struct StateDictLstm {
+  LstmConfig config;
+  std::vector<std::pair<std::string, std::string>> keys;  // (parameter name, state_dict key)
+};
+
+// Infers an LSTM from tensor names and shapes, as torch.nn.LSTM's state_dict names them
+// (weight_ih_l{k}, ..._reverse, bias_*, weight_hr_l{k}) or torch.nn.LSTMCell's (weight_ih,
+// weight_hh, bias_ih, bias_hh: a one-layer LSTM). Only keys `prefix` + name with no further '.'
+// are the LSTM's; keys outside the prefix are ignored. Throws InvalidArgument naming the first
+// missing, unexpected or wrongly shaped key. Thread-safe (a pure function).
+StateDictLstm infer_lstm(const std::map<std::string, std::vector<int64_t>>& shapes, const std::string& prefix = "");
+
+// What a model file holds, before its tensors are read.
+struct ModelFileInfo {
+  LstmConfig config;  // batch_first from the metadata; false without
+  DType dtype;        // the metadata's dtype; without, float64 if every LSTM tensor is F64, else float32
+};
+
+// Maps the file at `path`, checks its header and infers the LSTM under `prefix` (see
+// infer_lstm); a configuration in the metadata must agree with the tensors. Throws FileError when
+// the file cannot be read, InvalidArgument ("<path>: <problem>") when it is malformed, holds no
+// LSTM under the prefix, or its LSTM tensors are not F32/F64. Thread-safe.
+ModelFileInfo inspect_model_file(const std::string& path, const std::string& prefix = "");
+
+// As inspect_model_file, then reads the LSTM's tensors cast to T (as load_state_dict casts).
+// Allocates only the weights, at most twice the file's size. Thread-safe.
+template <typename T>
+LstmWeights<T> read_model_file(const std::string& path, const std::string& prefix = "");
+
+// The same for a model file already in memory (`size` bytes at `data`); `name` stands for the
+// file in error messages. Reads nothing outside [data, data + size). Thread-safe.
+ModelFileInfo inspect_model_bytes(const void* data, size_t size, const std::string& prefix = "",
+                                  const std::string& name = "<memory>");
+template <typename T>
+LstmWeights<T> read_model_bytes(const void* data, size_t size, const std::string& prefix = "",
+                                const std::string& name = "<memory>");
+
+// The model file of `weights`: tensors in torch's order, F32 for float and F64 for double,
+// the configuration in the metadata. Thread-safe for concurrent readers of `weights`.
+template <typename T>
+std::string model_file_bytes(const LstmWeights<T>& weights);
+
+// Writes model_file_bytes(weights) to `path` through a temporary file in the same directory,
+// renamed over `path` once complete: a failed save leaves no partial file. Throws FileError.
+template <typename T>
+void save_model_file(const std::string& path, const LstmWeights<T>& weights);
+
+extern template LstmWeights<float> read_model_file<float>(const std::string&, const std::string&);
+extern template LstmWeights<double> read_model_file<double>(const std::string&, const std::string&);
+extern template LstmWeights<float> read_model_bytes<float>(const void*, size_t, const std::string&,
+                                                           const std::string&);
+extern template LstmWeights<double> read_model_bytes<double>(const void*, size_t, const std::string&,
+                                                             const std::string&);
+extern template std::string model_file_bytes<float>(const LstmWeights<float>&);
+extern template std::string model_file_bytes<double>(const LstmWeights<double>&);
+extern template void save_model_file<float>(const std::string&, const LstmWeights<float>&);
+extern template void save_model_file<double>(const std::string&, const LstmWeights<double>&);
+
+}  // namespace fastlstm

@@ -1,0 +1,1004 @@
+// The model file (safetensors): a strict, bounded reader of its header, the inference of an LSTM
+// from tensor names and shapes, and the writer. Nothing read from a file is trusted: every length,
+// offset and shape is checked against the bytes actually there before it is used.
+#include "fastlstm/model_file.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <iterator>
+#include <limits>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <type_traits>
+
+#include "fastlstm/lstm.hpp"
+
+#if defined(__unix__) || defined(__APPLE__)
+#define FASTLSTM_POSIX_FILES 1
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#else
+#include <fstream>
+#endif
+
+namespace fastlstm {
+namespace {
+
+// safetensors' own limit; a real LSTM's header is a few KB, a whole network's a few MB.
+constexpr uint64_t kMaxHeaderBytes = 100u << 20;
+// More dimensions than any tensor of torch's has; bounds what one shape may cost to hold.
+constexpr size_t kMaxRank = 64;
+constexpr int64_t kMaxInt = std::numeric_limits<int64_t>::max();
+
+[[noreturn]] void invalid(const std::string& message) { throw InvalidArgument(message); }
+
+std::string quoted(const std::string& s) { return "'" + s + "'"; }
+
+std::string shape_string(const std::vector<int64_t>& shape) {
+  std::ostringstream out;
+  out << "(";
+  for (size_t d = 0; d < shape.size(); ++d) out << (d ? ", " : "") << shape[d];
+  out << (shape.size() == 1 ? ",)" : ")");
+  return out.str();
+}
+
+// ------------------------------------------------------------------------------ safetensors dtypes
+
+// Bits per element of every dtype safetensors defines.
+int dtype_bits(const std::string& dtype) {
+  static const std::map<std::string, int> bits{
+      {"BOOL", 8}, {"U8", 8},   {"I8", 8},  {"F8_E5M2", 8}, {"F8_E4M3", 8}, {"F8_E8M0", 8}, {"I16", 16},
+      {"U16", 16}, {"F16", 16}, {"BF16", 16}, {"I32", 32},  {"U32", 32},    {"F32", 32},    {"I64", 64},
+      {"U64", 64}, {"F64", 64}, {"C64", 64},  {"F4", 4},    {"F6_E2M3", 6}, {"F6_E3M2", 6}};
+  auto it = bits.find(dtype);
+  return it == bits.end() ? 0 : it->second;
+}
+
+template <typename T>
+const char* file_dtype();
+template <>
+const char* file_dtype<float>() {
+  return "F32";
+}
+template <>
+const char* file_dtype<double>() {
+  return "F64";
+}
+
+template <typename T>
+DType dtype_of();
+template <>
+DType dtype_of<float>() {
+  return DType::float32;
+}
+template <>
+DType dtype_of<double>() {
+  return DType::float64;
+}
+
+// ------------------------------------------------------------------------------ the header
+
+struct TensorEntry {
+  std::string name;
+  std::string dtype;
+  std::vector<int64_t> shape;
+  int64_t begin = 0;  // byte offsets into the data that follows the header
+  int64_t end = 0;
+};
+
+struct Header {
+  std::vector<TensorEntry> tensors;
+  std::map<std::string, std::string> metadata;
+};
+
+// A JSON parser for exactly the header's schema: an object whose members are "__metadata__" (an
+// object of strings) or tensors ({"dtype": string, "shape": [int, ...], "data_offsets": [int,
+// int]}). Anything else, including duplicate keys, is an error. It never recurses, so its stack
+// depth is fixed whatever the input, and it holds nothing beyond what the header spells out.
+class HeaderParser {
+ public:
+  HeaderParser(const char* data, size_t size) : begin_(data), p_(data), end_(data + size) {}
+
+  Header parse() {
+    Header header;
+    std::set<std::string> names;
+    skip_space();
+    expect('{', "the header must be a JSON object");
+    members([&](std::string key) {
+      if (!names.insert(key).second) fail("duplicate key " + quoted(key));
+      if (key == "__metadata__") {
+        parse_metadata(header.metadata);
+      } else {
+        header.tensors.push_back(parse_tensor(std::move(key)));
+      }
+    });
+    skip_space();
+    if (p_ != end_) fail("unexpected data after the header's JSON object");
+    return header;
+  }
+
+ private:
+  [[noreturn]] void fail(const std::string& what) const {
+    invalid("bad header: " + what + " (at byte " + std::to_string(8 + (p_ - begin_)) + ")");
+  }
+
+  void skip_space() {
+    while (p_ != end_ && (*p_ == ' ' || *p_ == '\t' || *p_ == '\n' || *p_ == '\r')) ++p_;
+  }
+
+  bool accept(char c) {
+    skip_space();
+    if (p_ != end_ && *p_ == c) {
+      ++p_;
+      return true;
+    }
+    return false;
+  }
+
+  void expect(char c, const char* what) {
+    if (!accept(c)) fail(what);
+  }
+
+  // The members of an object whose '{' was read: on_member(key) parses each value.
+  template <typename F>
+  void members(F&& on_member) {
+    if (accept('}')) return;
+    do {
+      std::string key = parse_string();
+      expect(':', "expected ':' after an object key");
+      on_member(std::move(key));
+    } while (accept(','));
+    expect('}', "expected ',' or '}' in an object");
+  }
+
+  void parse_metadata(std::map<std::string, std::string>& metadata) {
+    expect('{', "__metadata__ must be an object of strings");
+    members([&](std::string key) {
+      std::string value = parse_string("__metadata__ values must be strings");
+      if (!metadata.emplace(std::move(key), std::move(value)).second) fail("duplicate key in __metadata__");
+    });
+  }
+
+  TensorEntry parse_tensor(std::string name) {
+    TensorEntry entry;
+    entry.name = std::move(name);
+    const std::string context = "tensor " + quoted(entry.name);
+    bool has_dtype = false, has_shape = false, has_offsets = false;
+    expect('{', (context + " must be an object").c_str());
+    members([&](const std::string& key) {
+      if (key == "dtype") {
+        if (has_dtype) fail(context + ": duplicate key 'dtype'");
+        has_dtype = true;
+        entry.dtype = parse_string((context + ": dtype must be a string").c_str());
+      } else if (key == "shape") {
+        if (has_shape) fail(context + ": duplicate key 'shape'");
+        has_shape = true;
+        entry.shape = parse_integers(context + ": shape", kMaxRank);
+      } else if (key == "data_offsets") {
+        if (has_offsets) fail(context + ": duplicate key 'data_offsets'");
+        has_offsets = true;
+        std::vector<int64_t> offsets = parse_integers(context + ": data_offsets", 2);
+        if (offsets.size() != 2) fail(context + ": data_offsets must be [begin, end]");
+        entry.begin = offsets[0];
+        entry.end = offsets[1];
+      } else {
+        fail(context + ": unknown key " + quoted(key));
+      }
+    });
+    if (!has_dtype) fail(context + ": no 'dtype'");
+    if (!has_shape) fail(context + ": no 'shape'");
+    if (!has_offsets) fail(context + ": no 'data_offsets'");
+    return entry;
+  }
+
+  // An array of at most `limit` non-negative integers.
+  std::vector<int64_t> parse_integers(const std::string& what, size_t limit) {
+    std::vector<int64_t> values;
+    expect('[', (what + " must be an array of integers").c_str());
+    if (accept(']')) return values;
+    do {
+      if (values.size() == limit) fail(what + " has more than " + std::to_string(limit) + " entries");
+      values.push_back(parse_integer(what));
+    } while (accept(','));
+    expect(']', (what + ": expected ',' or ']'").c_str());
+    return values;
+  }
+
+  int64_t parse_integer(const std::string& what) {
+    skip_space();
+    if (p_ == end_ || *p_ < '0' || *p_ > '9') fail(what + " must hold non-negative integers");
+    const char* start = p_;
+    int64_t value = 0;
+    while (p_ != end_ && *p_ >= '0' && *p_ <= '9') {
+      const int digit = *p_ - '0';
+      if (value > (kMaxInt - digit) / 10) fail(what + ": integer too large");
+      value = value * 10 + digit;
+      ++p_;
+    }
+    if (*start == '0' && p_ - start > 1) fail(what + ": integer with a leading zero");
+    if (p_ != end_ && (*p_ == '.' || *p_ == 'e' || *p_ == 'E')) fail(what + " must hold integers");
+    return value;
+  }
+
+  std::string parse_string(const char* what = "expected a string") {
+    skip_space();
+    if (p_ == end_ || *p_ != '"') fail(what);
+    ++p_;
+    std::string out;
+    while (true) {
+      if (p_ == end_) fail("unterminated string");
+      const auto c = static_cast<unsigned char>(*p_);
+      if (c == '"') {
+        ++p_;
+        return out;
+      }
+      if (c < 0x20) fail("control character in a string");
+      if (c == '\\') {
+        ++p_;
+        parse_escape(out);
+      } else if (c < 0x80) {
+        out.push_back(static_cast<char>(c));
+        ++p_;
+      } else {
+        copy_utf8_sequence(out);
+      }
+    }
+  }
+
+  void parse_escape(std::string& out) {
+    if (p_ == end_) fail("unterminated string");
+    const char c = *p_++;
+    switch (c) {
+      case '"': out.push_back('"'); return;
+      case '\\': out.push_back('\\'); return;
+      case '/': out.push_back('/'); return;
+      case 'b': out.push_back('\b'); return;
+      case 'f': out.push_back('\f'); return;
+      case 'n': out.push_back('\n'); return;
+      case 'r': out.push_back('\r'); return;
+      case 't': out.push_back('\t'); return;
+      case 'u': break;
+      default: fail("invalid escape in a string");
+    }
+    uint32_t code = parse_hex4();
+    if (code >= 0xDC00 && code <= 0xDFFF) fail("unpaired surrogate in a string");
+    if (code >= 0xD800 && code <= 0xDBFF) {
+      if (end_ - p_ < 2 || p_[0] != '\\' || p_[1] != 'u') fail("unpaired surrogate in a string");
+      p_ += 2;
+      const uint32_t low = parse_hex4();
+      if (low < 0xDC00 || low > 0xDFFF) fail("unpaired surrogate in a string");
+      code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
+    }
+    append_utf8(out, code);
+  }
+
+  uint32_t parse_hex4() {
+    if (end_ - p_ < 4) fail("truncated \\u escape");
+    uint32_t code = 0;
+    for (int i = 0; i < 4; ++i) {
+      const char h = *p_++;
+      int digit;
+      if (h >= '0' && h <= '9') {
+        digit = h - '0';
+      } else if (h >= 'a' && h <= 'f') {
+        digit = h - 'a' + 10;
+      } else if (h >= 'A' && h <= 'F') {
+        digit = h - 'A' + 10;
+      } else {
+        fail("invalid \\u escape");
+      }
+      code = code * 16 + static_cast<uint32_t>(digit);
+    }
+    return code;
+  }
+
+  static void append_utf8(std::string& out, uint32_t code) {
+    if (code < 0x80) {
+      out.push_back(static_cast<char>(code));
+    } else if (code < 0x800) {
+      out.push_back(static_cast<char>(0xC0 | (code >> 6)));
+      out.push_back(static_cast<char>(0x80 | (code & 0x3F)));
+    } else if (code < 0x10000) {
+      out.push_back(static_cast<char>(0xE0 | (code >> 12)));
+      out.push_back(static_cast<char>(0x80 | ((code >> 6) & 0x3F)));
+      out.push_back(static_cast<char>(0x80 | (code & 0x3F)));
+    } else {
+      out.push_back(static_cast<char>(0xF0 | (code >> 18)));
+      out.push_back(static_cast<char>(0x80 | ((code >> 12) & 0x3F)));
+      out.push_back(static_cast<char>(0x80 | ((code >> 6) & 0x3F)));
+      out.push_back(static_cast<char>(0x80 | (code & 0x3F)));
+    }
+  }
+
+  // One well-formed UTF-8 sequence of 2 to 4 bytes (no overlong forms, surrogates or code points
+  // beyond U+10FFFF), copied as it is.
+  void copy_utf8_sequence(std::string& out) {
+    const auto lead = static_cast<unsigned char>(*p_);
+    int length;
+    unsigned char low = 0x80, high = 0xBF;  // the range of the second byte
+    if (lead >= 0xC2 && lead <= 0xDF) {
+      length = 2;
+    } else if (lead >= 0xE0 && lead <= 0xEF) {
+      length = 3;
+      if (lead == 0xE0) low = 0xA0;
+      if (lead == 0xED) high = 0x9F;
+    } else if (lead >= 0xF0 && lead <= 0xF4) {
+      length = 4;
+      if (lead == 0xF0) low = 0x90;
+      if (lead == 0xF4) high = 0x8F;
+    } else {
+      fail("invalid UTF-8 in a string");
+    }
+    if (end_ - p_ < length) fail("invalid UTF-8 in a string");
+    for (int i = 1; i < length; ++i) {
+      const auto c = static_cast<unsigned char>(p_[i]);
+      if (c < (i == 1 ? low : 0x80) || c > (i == 1 ? high : 0xBF)) fail("invalid UTF-8 in a string");
+    }
+    out.append(p_, static_cast<size_t>(length));
+    p_ += length;
+  }
+
+  const char* begin_;
+  const char* p_;
+  const char* end_;
+};
+
+// The header and data of a model file in memory, every tensor checked against the data's length.
+struct ParsedFile {
+  Header header;
+  const unsigned char* data = nullptr;  // the byte buffer after the header
+  int64_t data_size = 0;
+
+  const TensorEntry& tensor(const std::string& name) const {
+    for (const TensorEntry& entry : header.tensors) {
+      if (entry.name == name) return entry;
+    }
+    invalid("no tensor " + quoted(name));  // infer_lstm only names tensors that exist
+  }
+};
+
+int64_t checked_numel(const TensorEntry& entry) {
+  int64_t n = 1;
+  for (int64_t extent : entry.shape) {
+    if (extent != 0 && n > kMaxInt / extent) {
+      invalid("tensor " + quoted(entry.name) + ": shape " + shape_string(entry.shape) + " overflows");
+    }
+    n *= extent;
+  }
+  return n;
+}
+
+ParsedFile parse_file(const void* bytes, size_t size) {
+  const auto* file = static_cast<const unsigned char*>(bytes);
+  if (size < 8) {
+    invalid("truncated: " + std::to_string(size) + " bytes, less than the 8-byte header length");
+  }
+  uint64_t header_size = 0;
+  for (int i = 7; i >= 0; --i) header_size = (header_size << 8) | file[i];
+  if (header_size > kMaxHeaderBytes) {
+    invalid("header length " + std::to_string(header_size) + " exceeds the limit of " +
+            std::to_string(kMaxHeaderBytes) + " bytes");
+  }
+  if (header_size > size - 8) {
+    invalid("truncated: header length " + std::to_string(header_size) + " exceeds the " +
+            std::to_string(size - 8) + " bytes after it");
+  }
+  ParsedFile parsed;
+  parsed.header = HeaderParser(reinterpret_cast<const char*>(file + 8), header_size).parse();
+  parsed.data = file + 8 + header_size;
+  parsed.data_size = static_cast<int64_t>(size - 8 - header_size);
+
+  std::vector<const TensorEntry*> by_offset;
+  for (const TensorEntry& entry : parsed.header.tensors) {
+    const std::string context = "tensor " + quoted(entry.name);
+    const int bits = dtype_bits(entry.dtype);
+    if (bits == 0) invalid(context + ": unknown dtype " + quoted(entry.dtype));
+    if (entry.begin > entry.end) {
+      invalid(context + ": data_offsets [" + std::to_string(entry.begin) + ", " + std::to_string(entry.end) +
+              "] end before they begin");
+    }
+    if (entry.end > parsed.data_size) {
+      invalid(context + ": data_offsets [" + std::to_string(entry.begin) + ", " + std::to_string(entry.end) +
+              "] reach beyond the " + std::to_string(parsed.data_size) + " bytes of data (truncated file?)");
+    }
+    const int64_t numel = checked_numel(entry);
+    const int64_t bytes_given = entry.end - entry.begin;
+    const bool representable = numel <= kMaxInt / bits && bytes_given <= kMaxInt / 8;
+    if (!representable || numel * bits != bytes_given * 8) {
+      const std::string needed = representable && numel * bits % 8 == 0
+                                     ? "needs " + std::to_string(numel * bits / 8) + " bytes"
+                                     : "cannot fill whole bytes";
+      invalid(context + ": shape " + shape_string(entry.shape) + " of " + entry.dtype + " " +
+              (numel > kMaxInt / bits ? std::string("is too large") : needed) + " but data_offsets [" +
+              std::to_string(entry.begin) + ", " + std::to_string(entry.end) + "] hold " +
+              std::to_string(bytes_given));
+    }
+    if (bytes_given > 0) by_offset.push_back(&entry);
+  }
+  std::sort(by_offset.begin(), by_offset.end(),
+            [](const TensorEntry* a, const TensorEntry* b) { return a->begin < b->begin; });
+  for (size_t i = 1; i < by_offset.size(); ++i) {
+    if (by_offset[i]->begin < by_offset[i - 1]->end) {
+      invalid("tensors " + quoted(by_offset[i - 1]->name) + " and " + quoted(by_offset[i]->name) + " overlap");
+    }
+  }
+  return parsed;
+}
+
+// ------------------------------------------------------------------------------ inference
+
+// A parameter name of torch.nn.LSTM (weight_ih_l3_reverse) or torch.nn.LSTMCell (weight_ih).
+struct ParsedName {
+  ParameterKind kind = ParameterKind::weight_ih;
+  bool cell = false;
+  int64_t layer = 0;
+  int64_t direction = 0;
+};
+
+bool parse_parameter_name(const std::string& name, ParsedName* out) {
+  static const std::pair<const char*, ParameterKind> kinds[] = {{"weight_ih", ParameterKind::weight_ih},
+                                                                {"weight_hh", ParameterKind::weight_hh},
+                                                                {"bias_ih", ParameterKind::bias_ih},
+                                                                {"bias_hh", ParameterKind::bias_hh},
+                                                                {"weight_hr", ParameterKind::weight_hr}};
+  for (const auto& [stem, kind] : kinds) {
+    const size_t n = std::strlen(stem);
+    if (name.compare(0, n, stem) != 0) continue;
+    std::string rest = name.substr(n);
+    out->kind = kind;
+    if (rest.empty()) {  // LSTMCell has no projection
+      out->cell = true;
+      return kind != ParameterKind::weight_hr;
+    }
+    out->cell = false;
+    out->direction = 0;
+    const std::string reverse = "_reverse";
+    if (rest.size() > reverse.size() && rest.compare(rest.size() - reverse.size(), reverse.size(), reverse) == 0) {
+      out->direction = 1;
+      rest.resize(rest.size() - reverse.size());
+    }
+    if (rest.size() < 3 || rest.compare(0, 2, "_l") != 0) return false;
+    const std::string digits = rest.substr(2);
+    if (digits.size() > 18 || (digits.size() > 1 && digits[0] == '0')) return false;
+    int64_t layer = 0;
+    for (char c : digits) {
+      if (c < '0' || c > '9') return false;
+      layer = layer * 10 + (c - '0');
+    }
+    out->layer = layer;
+    return true;
+  }
+  return false;
+}
+
+std::string config_string(const LstmConfig& c) {
+  std::ostringstream out;
+  out << "input_size=" << c.input_size << ", hidden_size=" << c.hidden_size << ", num_layers=" << c.num_layers
+      << ", bias=" << (c.bias ? "True" : "False") << ", bidirectional=" << (c.bidirectional ? "True" : "False")
+      << ", proj_size=" << c.proj_size;
+  return out.str();
+}
+
+// ------------------------------------------------------------------------------ metadata
+
+constexpr const char* kConfigKeys[] = {"input_size", "hidden_size",   "num_layers", "bias",
+                                       "batch_first", "bidirectional", "proj_size"};
+
+int64_t metadata_int(const std::map<std::string, std::string>& metadata, const std::string& key) {
+  const std::string& text = metadata.at(key);
+  bool ok = !text.empty() && text.size() <= 18;
+  int64_t value = 0;
+  for (char c : text) {
+    ok = ok && c >= '0' && c <= '9';
+    if (ok) value = value * 10 + (c - '0');
+  }
+  if (!ok) invalid("metadata " + key + " = " + quoted(text) + " is not a non-negative integer");
+  return value;
+}
+
+bool metadata_bool(const std::map<std::string, std::string>& metadata, const std::string& key) {
+  const std::string& text = metadata.at(key);
+  if (text == "true" || text == "True" || text == "1") return true;
+  if (text == "false" || text == "False" || text == "0") return false;
+  invalid("metadata " + key + " = " + quoted(text) + " is not 'true' or 'false'");
+}
+
+// Checks the configuration in the metadata, if any, against the one the tensors give, and takes
+// what they cannot give (batch_first, dtype) from it.
+void apply_metadata(const std::map<std::string, std::string>& metadata, ModelFileInfo& info) {
+  std::vector<std::string> present, absent;
+  for (const char* key : kConfigKeys) (metadata.count(key) ? present : absent).push_back(key);
+  if (!present.empty() && !absent.empty()) {
+    invalid("metadata has " + present.front() + " but no " + absent.front() +
+            " (a configuration in the metadata must be complete)");
+  }
+  if (!present.empty()) {
+    LstmConfig stated;
+    stated.input_size = metadata_int(metadata, "input_size");
+    stated.hidden_size = metadata_int(metadata, "hidden_size");
+    stated.num_layers = metadata_int(metadata, "num_layers");
+    stated.bias = metadata_bool(metadata, "bias");
+    stated.bidirectional = metadata_bool(metadata, "bidirectional");
+    stated.proj_size = metadata_int(metadata, "proj_size");
+    const LstmConfig& found = info.config;
+    if (stated.input_size != found.input_size || stated.hidden_size != found.hidden_size ||
+        stated.num_layers != found.num_layers || stated.bias != found.bias ||
+        stated.bidirectional != found.bidirectional || stated.proj_size != found.proj_size) {
+      invalid("the metadata describes an LSTM with " + config_string(stated) + " but the tensors hold one with " +
+              config_string(found));
+    }
+    info.config.batch_first = metadata_bool(metadata, "batch_first");
+  }
+  auto dtype = metadata.find("dtype");
+  if (!present.empty() && dtype != metadata.end()) {
+    if (dtype->second == "float32") {
+      info.dtype = DType::float32;
+    } else if (dtype->second == "float64") {
+      info.dtype = DType::float64;
+    } else {
+      invalid("metadata dtype = " + quoted(dtype->second) + " is not 'float32' or 'float64'");
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------ reading
+
+// What inspect and read share: the parsed file, its LSTM and the file's description of it.
+struct FileLstm {
+  ParsedFile file;
+  StateDictLstm lstm;
+  ModelFileInfo info;
+};
+
+FileLstm find_file_lstm(const void* bytes, size_t size, const std::string& prefix) {
+  FileLstm found;
+  found.file = parse_file(bytes, size);
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const TensorEntry& entry : found.file.header.tensors) shapes.emplace(entry.name, entry.shape);
+  found.lstm = infer_lstm(shapes, prefix);
+  bool all_f64 = true;
+  for (const auto& [parameter, key] : found.lstm.keys) {
+    const TensorEntry& entry = found.file.tensor(key);
+    if (entry.dtype != "F32" && entry.dtype != "F64") {
+      invalid("tensor " + quoted(key) + " has dtype " + entry.dtype + "; fastlstm reads F32 and F64");
+    }
+    all_f64 = all_f64 && entry.dtype == "F64";
+  }
+  found.info.config = found.lstm.config;
+  found.info.dtype = all_f64 ? DType::float64 : DType::float32;
+  apply_metadata(found.file.header.metadata, found.info);
+  return found;
+}
+
+// Little-endian element i of a file's tensor.
+template <typename S>
+S load_element(const unsigned char* bytes, int64_t i) {
+  unsigned char raw[sizeof(S)];
+  std::memcpy(raw, bytes + i * static_cast<int64_t>(sizeof(S)), sizeof(S));
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  std::reverse(raw, raw + sizeof(S));
+#endif
+  S value;
+  std::memcpy(&value, raw, sizeof(S));
+  return value;
+}
+
+template <typename T, typename S>
+void copy_tensor(const unsigned char* bytes, std::vector<T>& values) {
+  const auto n = static_cast<int64_t>(values.size());
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  if constexpr (std::is_same_v<T, S>) {
+    std::memcpy(values.data(), bytes, values.size() * sizeof(T));
+    return;
+  }
+#endif
+  for (int64_t i = 0; i < n; ++i) values[static_cast<size_t>(i)] = static_cast<T>(load_element<S>(bytes, i));
+}
+
+template <typename T>
+LstmWeights<T> read_weights(const void* bytes, size_t size, const std::string& prefix) {
+  FileLstm found = find_file_lstm(bytes, size, prefix);
+  LstmWeights<T> weights(found.info.config);
+  for (const auto& [parameter, key] : found.lstm.keys) {
+    const TensorEntry& entry = found.file.tensor(key);
+    std::vector<T>& values = weights.find(parameter)->values;
+    const unsigned char* source = found.file.data + entry.begin;
+    if (entry.dtype == "F32") {
+      copy_tensor<T, float>(source, values);
+    } else {
+      copy_tensor<T, double>(source, values);
+    }
+  }
+  return weights;
+}
+
+// Runs `body` and puts "<name>: " before the message of any InvalidArgument it throws.
+template <typename F>
+auto naming_file(const std::string& name, F&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const InvalidArgument& error) {
+    throw InvalidArgument(name + ": " + error.what());
+  }
+}
+
+[[noreturn]] void file_error(const std::string& what, const std::string& path, int errno_value) {
+  throw FileError(what + " " + quoted(path) + ": " + std::strerror(errno_value), path, errno_value);
+}
+
+// A whole file, read-only, for as long as the object lives: memory-mapped where the system can.
+class MappedFile {
+ public:
+  explicit MappedFile(const std::string& path) {
+#if defined(FASTLSTM_POSIX_FILES)
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) file_error("cannot open", path, errno);
+    struct stat status;
+    if (::fstat(fd, &status) != 0) {
+      const int e = errno;
+      ::close(fd);
+      file_error("cannot read", path, e);
+    }
+    if (!S_ISREG(status.st_mode)) {
+      ::close(fd);
+      file_error("cannot read", path, S_ISDIR(status.st_mode) ? EISDIR : EINVAL);
+    }
+    if (static_cast<uint64_t>(status.st_size) > std::numeric_limits<size_t>::max() / 2) {
+      ::close(fd);
+      file_error("cannot map", path, EFBIG);
+    }
+    size_ = static_cast<size_t>(status.st_size);
+    if (size_ > 0) {
+      void* mapped = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+      if (mapped == MAP_FAILED) {
+        const int e = errno;
+        ::close(fd);
+        file_error("cannot map", path, e);
+      }
+      data_ = mapped;
+    }
+    ::close(fd);  // the mapping keeps the file
+#else
+    std::ifstream in(path, std::ios::binary);
+    if (!in) file_error("cannot open", path, errno);
+    buffer_.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    if (in.bad()) file_error("cannot read", path, errno);
+    data_ = buffer_.data();
+    size_ = buffer_.size();
+#endif
+  }
+  ~MappedFile() {
+#if defined(FASTLSTM_POSIX_FILES)
+    if (data_) ::munmap(data_, size_);
+#endif
+  }
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  const void* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  void* data_ = nullptr;
+  size_t size_ = 0;
+#if !defined(FASTLSTM_POSIX_FILES)
+  std::string buffer_;
+#endif
+};
+
+// ------------------------------------------------------------------------------ writing
+
+void append_json_string(std::string& out, const std::string& s) {
+  out.push_back('"');
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (u < 0x20) {
+      char escape[8];
+      std::snprintf(escape, sizeof(escape), "\\u%04x", u);
+      out += escape;
+    } else {
+      out.push_back(c);
+    }
+  }
+  out.push_back('"');
+}
+
+// The 8-byte length and the JSON header, padded with spaces to a multiple of 8 bytes (as
+// safetensors writes it) so that the data starts aligned.
+template <typename T>
+std::string file_header(const LstmWeights<T>& weights) {
+  const LstmConfig& c = weights.config();
+  const std::vector<std::pair<std::string, std::string>> metadata{
+      {"input_size", std::to_string(c.input_size)},
+      {"hidden_size", std::to_string(c.hidden_size)},
+      {"num_layers", std::to_string(c.num_layers)},
+      {"bias", c.bias ? "true" : "false"},
+      {"batch_first", c.batch_first ? "true" : "false"},
+      {"bidirectional", c.bidirectional ? "true" : "false"},
+      {"proj_size", std::to_string(c.proj_size)},
+      {"dtype", dtype_name(dtype_of<T>())}};
+  std::string json = "{\"__metadata__\":{";
+  for (size_t i = 0; i < metadata.size(); ++i) {
+    if (i) json += ",";
+    append_json_string(json, metadata[i].first);
+    json += ":";
+    append_json_string(json, metadata[i].second);
+  }
+  json += "}";
+  int64_t offset = 0;
+  for (const Parameter<T>& parameter : weights.parameters()) {
+    const int64_t bytes = parameter.spec.numel() * static_cast<int64_t>(sizeof(T));
+    json += ",";
+    append_json_string(json, parameter.spec.name);
+    json += ":{\"dtype\":\"";
+    json += file_dtype<T>();
+    json += "\",\"shape\":[";
+    for (size_t d = 0; d < parameter.spec.shape.size(); ++d) {
+      json += (d ? "," : "") + std::to_string(parameter.spec.shape[d]);
+    }
+    json += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + bytes) + "]}";
+    offset += bytes;
+  }
+  json += "}";
+  json.append((8 - json.size() % 8) % 8, ' ');
+  std::string header(8, '\0');
+  const uint64_t length = json.size();
+  for (int i = 0; i < 8; ++i) header[static_cast<size_t>(i)] = static_cast<char>((length >> (8 * i)) & 0xFF);
+  return header + json;
+}
+
+// Hands the whole file to `write` in pieces: the header, then each tensor's bytes.
+template <typename T>
+void write_model(const LstmWeights<T>& weights, const std::function<void(const void*, size_t)>& write) {
+  const std::string header = file_header(weights);
+  write(header.data(), header.size());
+  for (const Parameter<T>& parameter : weights.parameters()) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    for (T value : parameter.values) {
+      unsigned char raw[sizeof(T)];
+      std::memcpy(raw, &value, sizeof(T));
+      std::reverse(raw, raw + sizeof(T));
+      write(raw, sizeof(T));
+    }
+#else
+    write(parameter.values.data(), parameter.values.size() * sizeof(T));
+#endif
+  }
+}
+
+template <typename T>
+void save_weights(const std::string& path, const LstmWeights<T>& weights) {
+  static std::atomic<unsigned> counter{0};
+#if defined(FASTLSTM_POSIX_FILES)
+  const std::string temporary =
+      path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1));
+  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+  if (fd < 0) file_error("cannot write", path, errno);
+  auto abandon = [&](const char* what, int e) {
+    ::close(fd);
+    ::unlink(temporary.c_str());
+    file_error(what, path, e);
+  };
+  write_model<T>(weights, [&](const void* data, size_t size) {
+    const char* p = static_cast<const char*>(data);
+    while (size > 0) {
+      const ssize_t written = ::write(fd, p, size);
+      if (written < 0 && errno == EINTR) continue;
+      if (written <= 0) abandon("cannot write", written < 0 ? errno : EIO);
+      p += written;
+      size -= static_cast<size_t>(written);
+    }
+  });
+  if (::fsync(fd) != 0) abandon("cannot write", errno);
+  if (::close(fd) != 0) {
+    const int e = errno;
+    ::unlink(temporary.c_str());
+    file_error("cannot write", path, e);
+  }
+  if (::rename(temporary.c_str(), path.c_str()) != 0) {
+    const int e = errno;
+    ::unlink(temporary.c_str());
+    file_error("cannot write", path, e);
+  }
+#else
+  const std::string temporary = path + ".tmp-" + std::to_string(counter.fetch_add(1));
+  {
+    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
+    if (!out) file_error("cannot write", path, errno);
+    write_model<T>(weights, [&](const void* data, size_t size) {
+      out.write(static_cast<const char*>(data), static_cast<std::streamsize>(size));
+    });
+    out.close();
+    if (!out) {
+      const int e = errno;
+      std::remove(temporary.c_str());
+      file_error("cannot write", path, e);
+    }
+  }
+  std::remove(path.c_str());  // rename does not replace an existing file everywhere
+  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
+    const int e = errno;
+    std::remove(temporary.c_str());
+    file_error("cannot write", path, e);
+  }
+#endif
+}
+
+}  // namespace
+
+const char* dtype_name(DType dtype) { return dtype == DType::float64 ? "float64" : "float32"; }
+
+StateDictLstm infer_lstm(const std::map<std::string, std::vector<int64_t>>& shapes, const std::string& prefix) {
+  std::map<std::string, ParsedName> lstm_keys, cell_keys;  // key -> what it names
+  std::vector<std::string> unexpected;
+  std::set<std::string> other_prefixes;  // where LSTM parameters are, when not under `prefix`
+  for (const auto& [key, shape] : shapes) {
+    ParsedName parsed;
+    const bool under_prefix = key.compare(0, prefix.size(), prefix) == 0 && key.size() > prefix.size() &&
+                              key.find('.', prefix.size()) == std::string::npos;
+    if (!under_prefix) {
+      const size_t dot = key.rfind('.');
+      const std::string stem = dot == std::string::npos ? key : key.substr(dot + 1);
+      if (parse_parameter_name(stem, &parsed)) other_prefixes.insert(key.substr(0, key.size() - stem.size()));
+      continue;
+    }
+    if (!parse_parameter_name(key.substr(prefix.size()), &parsed)) {
+      unexpected.push_back(key);
+    } else {
+      (parsed.cell ? cell_keys : lstm_keys).emplace(key, parsed);
+    }
+  }
+  if (lstm_keys.empty() && cell_keys.empty()) {
+    std::string message = "no LSTM parameters under prefix " + quoted(prefix) + " (no key " +
+                          quoted(prefix + "weight_ih_l0") + " or " + quoted(prefix + "weight_ih") + ")";
+    if (!other_prefixes.empty()) {
+      message += "; there are LSTM parameters under prefix";
+      int listed = 0;
+      for (const std::string& other : other_prefixes) {
+        if (listed++ == 3) {
+          message += ", ...";
+          break;
+        }
+        message += (listed > 1 ? ", " : " ") + quoted(other);
+      }
+    }
+    invalid(message);
+  }
+  if (!lstm_keys.empty() && !cell_keys.empty()) {
+    invalid("keys " + quoted(lstm_keys.begin()->first) + " (torch.nn.LSTM) and " + quoted(cell_keys.begin()->first) +
+            " (torch.nn.LSTMCell) mix two kinds of module");
+  }
+  if (!unexpected.empty()) invalid("unexpected key " + quoted(unexpected.front()) + ": not an LSTM parameter");
+
+  // Each parameter of the inferred configuration, by torch's name, and the key that holds it.
+  const bool cell = !cell_keys.empty();
+  std::map<std::string, std::string> key_of;
+  std::set<int64_t> layers;
+  LstmConfig config;
+  config.bias = false;
+  const std::vector<int64_t>* proj_shape = nullptr;
+  for (const auto& [key, parsed] : cell ? cell_keys : lstm_keys) {
+    std::string name = key.substr(prefix.size()) + (cell ? "_l0" : "");
+    key_of.emplace(name, key);
+    layers.insert(parsed.layer);
+    config.bidirectional = config.bidirectional || parsed.direction == 1;
+    config.bias = config.bias || parsed.kind == ParameterKind::bias_ih || parsed.kind == ParameterKind::bias_hh;
+    if (parsed.kind == ParameterKind::weight_hr && !proj_shape) proj_shape = &shapes.at(key);
+  }
+  auto missing = [&](const std::string& name) -> std::string {
+    const std::string key = cell ? prefix + name.substr(0, name.size() - 3) : prefix + name;
+    return "missing key " + quoted(key);
+  };
+  int64_t expected_layer = 0;
+  for (int64_t layer : layers) {
+    if (layer != expected_layer) invalid(missing("weight_ih_l" + std::to_string(expected_layer)));
+    ++expected_layer;
+  }
+  config.num_layers = expected_layer;
+  auto first = key_of.find("weight_ih_l0");
+  if (first == key_of.end()) invalid(missing("weight_ih_l0"));
+  const std::vector<int64_t>& ih = shapes.at(first->second);
+  if (ih.size() != 2 || ih[0] % 4 != 0 || ih[0] == 0 || ih[1] == 0) {
+    invalid(quoted(first->second) + " has shape " + shape_string(ih) + ", expected (4 * hidden_size, input_size)");
+  }
+  config.hidden_size = ih[0] / 4;
+  config.input_size = ih[1];
+  if (proj_shape) {
+    if (proj_shape->size() != 2 || proj_shape->front() == 0) {
+      invalid("weight_hr has shape " + shape_string(*proj_shape) + ", expected (proj_size, hidden_size)");
+    }
+    config.proj_size = proj_shape->front();
+  }
+  try {
+    config.validate();
+  } catch (const InvalidArgument& error) {
+    invalid(std::string("the tensors give an invalid LSTM (") + config_string(config) + "): " + error.what());
+  }
+
+  StateDictLstm result;
+  result.config = config;
+  for (const ParameterSpec& spec : parameter_specs(config)) {
+    auto it = key_of.find(spec.name);
+    if (it == key_of.end()) invalid(missing(spec.name));
+    const std::vector<int64_t>& shape = shapes.at(it->second);
+    if (shape != spec.shape) {
+      invalid(quoted(it->second) + " has shape " + shape_string(shape) + ", expected " + shape_string(spec.shape) +
+              " for an LSTM with " + config_string(config));
+    }
+    result.keys.emplace_back(spec.name, it->second);
+    key_of.erase(it);
+  }
+  if (!key_of.empty()) {
+    invalid("unexpected key " + quoted(key_of.begin()->second) + " for an LSTM with " + config_string(config));
+  }
+  return result;
+}
+
+ModelFileInfo inspect_model_bytes(const void* data, size_t size, const std::string& prefix,
+                                  const std::string& name) {
+  return naming_file(name, [&] { return find_file_lstm(data, size, prefix).info; });
+}
+
+template <typename T>
+LstmWeights<T> read_model_bytes(const void* data, size_t size, const std::string& prefix, const std::string& name) {
+  return naming_file(name, [&] { return read_weights<T>(data, size, prefix); });
+}
+
+ModelFileInfo inspect_model_file(const std::string& path, const std::string& prefix) {
+  const MappedFile file(path);
+  return inspect_model_bytes(file.data(), file.size(), prefix, path);
+}
+
+template <typename T>
+LstmWeights<T> read_model_file(const std::string& path, const std::string& prefix) {
+  const MappedFile file(path);
+  return read_model_bytes<T>(file.data(), file.size(), prefix, path);
+}
+
+template <typename T>
+std::string model_file_bytes(const LstmWeights<T>& weights) {
+  std::string bytes;
+  write_model<T>(weights, [&](const void* data, size_t size) { bytes.append(static_cast<const char*>(data), size); });
+  return bytes;
+}
+
+template <typename T>
+void save_model_file(const std::string& path, const LstmWeights<T>& weights) {
+  save_weights(path, weights);
+}
+
+template <typename T>
+Lstm<T> Lstm<T>::load(const std::string& path, const std::string& prefix, int num_threads) {
+  return Lstm<T>(read_model_file<T>(path, prefix), num_threads);
+}
+
+template <typename T>
+void Lstm<T>::save(const std::string& path) const {
+  std::lock_guard<std::mutex> lock(*mutex_);  // no weight update while the file is written
+  save_weights(path, weights_);
+}
+
+template LstmWeights<float> read_model_file<float>(const std::string&, const std::string&);
+template LstmWeights<double> read_model_file<double>(const std::string&, const std::string&);
+template LstmWeights<float> read_model_bytes<float>(const void*, size_t, const std::string&, const std::string&);
+template LstmWeights<double> read_model_bytes<double>(const void*, size_t, const std::string&, const std::string&);
+template std::string model_file_bytes<float>(const LstmWeights<float>&);
+template std::string model_file_bytes<double>(const LstmWeights<double>&);
+template void save_model_file<float>(const std::string&, const LstmWeights<float>&);
+template void save_model_file<double>(const std::string&, const LstmWeights<double>&);
+template Lstm<float> Lstm<float>::load(const std::string&, const std::string&, int);
+template Lstm<double> Lstm<double>::load(const std::string&, const std::string&, int);
+template void Lstm<float>::save(const std::string&) const;
+template void Lstm<double>::save(const std::string&) const;
+
+}  // namespace fastlstm
