@@ -5,6 +5,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cerrno>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -172,6 +174,85 @@ void bind_engine(py::module_& m, const char* name) {
       });
 }
 
+// The model file (model_file.hpp): saving and loading engines, and the inference of an LSTM from
+// tensor shapes that LSTM.from_state_dict uses.
+py::dict config_dict(const fastlstm::LstmConfig& config) {
+  py::dict result;
+  result["input_size"] = config.input_size;
+  result["hidden_size"] = config.hidden_size;
+  result["num_layers"] = config.num_layers;
+  result["bias"] = config.bias;
+  result["batch_first"] = config.batch_first;
+  result["bidirectional"] = config.bidirectional;
+  result["proj_size"] = config.proj_size;
+  return result;
+}
+
+template <typename T>
+void bind_model_file_methods(py::module_& m, const char* name) {
+  using Engine = fastlstm::Lstm<T>;
+  auto engine = py::reinterpret_borrow<py::class_<Engine>>(m.attr(name));
+  engine
+      .def_static(
+          "load",
+          [](const std::string& path, const std::string& prefix, int num_threads) {
+            py::gil_scoped_release release;
+            return Engine::load(path, prefix, num_threads);
+          },
+          py::arg("path"), py::arg("prefix") = "", py::arg("num_threads") = 0)
+      .def(
+          "save",
+          [](const Engine& engine, const std::string& path) {
+            py::gil_scoped_release release;
+            engine.save(path);
+          },
+          py::arg("path"))
+      .def(
+          "read_weights",
+          [](Engine& engine, const std::string& path, const std::string& prefix) {
+            py::gil_scoped_release release;
+            engine.set_weights(fastlstm::read_model_file<T>(path, prefix));
+          },
+          py::arg("path"), py::arg("prefix") = "", "Replaces the weights with the LSTM's in a model file.");
+}
+
+void bind_model_file(py::module_& m) {
+  // Registered last, so tried before the translator of its base class fastlstm::Error.
+  py::register_exception_translator([](std::exception_ptr error) {
+    try {
+      if (error) std::rethrow_exception(error);
+    } catch (const fastlstm::FileError& e) {
+      if (e.errno_value() == 0) {
+        PyErr_SetString(PyExc_OSError, e.what());
+      } else {
+        errno = e.errno_value();  // OSError(errno, strerror, filename): FileNotFoundError and kin
+        PyErr_SetFromErrnoWithFilename(PyExc_OSError, e.path().c_str());
+      }
+    }
+  });
+  bind_model_file_methods<float>(m, "LstmFloat32");
+  bind_model_file_methods<double>(m, "LstmFloat64");
+  m.def(
+      "inspect_model_file",
+      [](const std::string& path, const std::string& prefix) {
+        fastlstm::ModelFileInfo info;
+        {
+          py::gil_scoped_release release;
+          info = fastlstm::inspect_model_file(path, prefix);
+        }
+        return py::make_tuple(config_dict(info.config), fastlstm::dtype_name(info.dtype));
+      },
+      py::arg("path"), py::arg("prefix") = "", "(config, dtype name) of the LSTM in a model file.");
+  m.def(
+      "infer_lstm",
+      [](const std::map<std::string, std::vector<int64_t>>& shapes, const std::string& prefix) {
+        fastlstm::StateDictLstm found = fastlstm::infer_lstm(shapes, prefix);
+        return py::make_tuple(config_dict(found.config), found.keys);
+      },
+      py::arg("shapes"), py::arg("prefix") = "",
+      "(config, [(parameter name, key)]) of the LSTM among {key: shape}.");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -181,6 +262,7 @@ PYBIND11_MODULE(_core, m) {
   py::register_exception<fastlstm::InvalidArgument>(m, "InvalidArgument", PyExc_ValueError);
   bind_engine<float>(m, "LstmFloat32");
   bind_engine<double>(m, "LstmFloat64");
+  bind_model_file(m);
   m.def("version", &fastlstm::version);
   m.def("simd_level", &fastlstm::simd_level);
   m.def("compiler", &fastlstm::compiler);

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import warnings
 from collections import OrderedDict
 from typing import Any, Iterator, Mapping, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
-from . import _core
+from . import _core, _model_file
 from ._arrays import as_array, engine_compatible, resolve_dtype
 from ._errors import InputError
 from ._packing import PackedSequence, as_packed_sequence, is_packed_sequence
@@ -284,6 +285,48 @@ class LSTM:
             )
         model.load_state_dict(module.state_dict())
         return model
+
+    # ----------------------------------------------------------------------------- model file
+    def save(self, path: Union[str, "os.PathLike[str]"]) -> None:
+        """Writes the model to a safetensors file: every parameter under torch's name in the
+        model's dtype, the configuration (but not dropout) as strings in its metadata. The file
+        loads with ``LSTM.load``, C++'s ``fastlstm::Lstm<T>::load`` or any safetensors reader.
+        Written to a temporary file renamed over ``path``: a failed save leaves no partial file."""
+        _model_file.save(self, path)
+
+    @classmethod
+    def load(
+        cls,
+        path: Union[str, "os.PathLike[str]"],
+        prefix: str = "",
+        num_threads: Optional[int] = None,
+        *,
+        dtype: Any = None,
+    ) -> "LSTM":
+        """The LSTM in a safetensors file: one ``save`` wrote, or any file holding torch's
+        parameter names under ``prefix`` (e.g. ``"encoder.rnn."`` in a whole network's file), the
+        configuration inferred as ``from_state_dict`` infers it. A configuration in the file's
+        metadata must agree with the tensors. dtype defaults to the file's; F32 and F64 tensors
+        are cast to it. Raises ValueError naming the file for a malformed file or one without such
+        an LSTM, OSError when the file cannot be read."""
+        return _model_file.load(cls, path, prefix, num_threads, dtype)
+
+    @classmethod
+    def from_state_dict(
+        cls,
+        state_dict: Mapping[str, ArrayLike],
+        prefix: str = "",
+        *,
+        dtype: Any = None,
+        num_threads: Optional[int] = None,
+    ) -> "LSTM":
+        """An LSTM built from weights alone: the configuration is inferred from the keys and shapes
+        of a ``torch.nn.LSTM`` state_dict (``weight_ih_l{k}``, ``_reverse``, ``bias_*``,
+        ``weight_hr_l{k}``) or a ``torch.nn.LSTMCell`` one (``weight_ih``, ..., a one-layer LSTM),
+        taken from the keys ``prefix + name`` of a larger network's state_dict (e.g.
+        ``"encoder.rnn."``). batch_first is False. dtype defaults to float64 when every tensor is
+        float64, else float32. Raises ValueError naming a missing, unexpected or misshaped key."""
+        return _model_file.from_state_dict(cls, state_dict, prefix, dtype, num_threads)
 
     # ----------------------------------------------------------------------------- forward
     def __call__(self, input: ArrayLike, hx: Optional[Tuple[ArrayLike, ArrayLike]] = None):
