@@ -1,0 +1,81 @@
+// The model file from C++: Lstm::save then Lstm::load gives the same model; bad files throw.
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "helpers.hpp"
+
+using fastlstm::FileError;
+using fastlstm::InvalidArgument;
+using fastlstm::Lstm;
+using fastlstm::TensorView;
+using fastlstm_test::check_close;
+using fastlstm_test::make_config;
+using fastlstm_test::random_values;
+using fastlstm_test::random_weights;
+
+namespace {
+
+// A fresh directory under the system's temporary directory, removed at scope exit.
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    const auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
+    path = std::filesystem::temp_directory_path() / ("fastlstm_cpp_test_" + std::to_string(stamp));
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path, ignored);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("model file: save then load gives the configuration, the weights and the outputs") {
+  TempDir dir;
+  const std::string path = (dir.path / "model.safetensors").string();
+  auto config = make_config(3, 5, 2, true, 2);
+  config.batch_first = true;
+  const Lstm<float> model(random_weights<float>(config, 41), 1);
+  model.save(path);
+
+  const Lstm<float> loaded = Lstm<float>::load(path, "", 1);
+  CHECK(loaded.config().batch_first);
+  CHECK(loaded.config().proj_size == 2);
+  CHECK(loaded.config().num_layers == 2);
+  for (const auto& parameter : model.weights().parameters()) {
+    CAPTURE(parameter.spec.name);
+    CHECK(loaded.weights().find(parameter.spec.name)->values == parameter.values);
+  }
+  const auto x = random_values<float>(2 * 4 * 3, 42);
+  const auto a = model.forward(TensorView<const float>(x.data(), {2, 4, 3}));
+  const auto b = loaded.forward(TensorView<const float>(x.data(), {2, 4, 3}));
+  check_close(b.output, std::vector<double>(a.output.data(), a.output.data() + a.output.numel()), 0.0);
+
+  // A float32 file loads as double too, cast as load_state_dict casts.
+  const auto as_double = Lstm<double>::load(path);
+  CHECK(as_double.weights().find("weight_hr_l1_reverse")->values[0] ==
+        static_cast<double>(model.weights().find("weight_hr_l1_reverse")->values[0]));
+}
+
+TEST_CASE("model file: a missing file is a FileError carrying the path") {
+  TempDir dir;
+  const std::string path = (dir.path / "missing.safetensors").string();
+  try {
+    Lstm<float>::load(path);
+    FAIL("load of a missing file did not throw");
+  } catch (const FileError& error) {
+    CHECK(error.path() == path);
+    CHECK(error.errno_value() != 0);
+  }
+}
+
+TEST_CASE("model file: a file that is not a model is InvalidArgument naming the file") {
+  TempDir dir;
+  const std::string path = (dir.path / "garbage.safetensors").string();
+  std::ofstream(path, std::ios::binary) << "this is not a safetensors file";
+  CHECK_THROWS_WITH_AS(Lstm<float>::load(path), doctest::Contains(path.c_str()), InvalidArgument);
+}

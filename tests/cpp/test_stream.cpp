@@ -1,0 +1,89 @@
+// Streaming: State, make_state, step() and chunked forward() continue one sequence across calls.
+#include <vector>
+
+#include "helpers.hpp"
+
+using fastlstm::InvalidArgument;
+using fastlstm::Lstm;
+using fastlstm::LstmConfig;
+using fastlstm::TensorView;
+using fastlstm_test::check_close;
+using fastlstm_test::make_config;
+using fastlstm_test::random_values;
+using fastlstm_test::random_weights;
+using fastlstm_test::shape;
+
+namespace {
+std::vector<double> as_double(const fastlstm::Tensor<float>& t) { return {t.data(), t.data() + t.numel()}; }
+}  // namespace
+
+TEST_CASE("stream: make_state gives zeros shaped (num_layers, N, H_out) and (num_layers, N, hidden)") {
+  const Lstm<float> model(make_config(3, 6, 2, false, 4), 1);
+  const auto state = model.make_state(5);
+  CHECK(state.batch_size() == 5);
+  CHECK(state.h.shape() == shape({2, 5, 4}));
+  CHECK(state.c.shape() == shape({2, 5, 6}));
+  CHECK(std::all_of(state.c.data(), state.c.data() + state.c.numel(), [](float v) { return v == 0.0f; }));
+}
+
+TEST_CASE("stream: step by step equals one forward over the whole sequence, final state included") {
+  const LstmConfig config = make_config(4, 8, 2, false, 3);
+  const Lstm<float> model(random_weights<float>(config, 21), 2);
+  const int64_t L = 6, N = 2;
+  const auto x = random_values<float>(static_cast<size_t>(L * N * 4), 22);
+  const auto full = model.forward(TensorView<const float>(x.data(), {L, N, 4}));
+
+  auto state = model.make_state(N);
+  std::vector<float> outputs(static_cast<size_t>(L * N * 3));
+  for (int64_t t = 0; t < L; ++t) {
+    model.step(TensorView<const float>(x.data() + t * N * 4, {N, 4}), state,
+               TensorView<float>(outputs.data() + t * N * 3, {N, 3}));
+  }
+  check_close(outputs.data(), as_double(full.output), 1e-6);
+  check_close(state.h, as_double(full.h_n), 1e-6);
+  check_close(state.c, as_double(full.c_n), 1e-6);
+}
+
+TEST_CASE("stream: chunks of any length equal one forward") {
+  const LstmConfig config = make_config(4, 8);
+  const Lstm<float> model(random_weights<float>(config, 31), 2);
+  const int64_t N = 3;
+  const auto x = random_values<float>(static_cast<size_t>(7 * N * 4), 32);
+  const auto full = model.forward(TensorView<const float>(x.data(), {7, N, 4}));
+
+  auto state = model.make_state(N);
+  std::vector<double> outputs;
+  int64_t t = 0;
+  for (int64_t chunk : {1, 4, 2}) {
+    const auto out = model.forward(TensorView<const float>(x.data() + t * N * 4, {chunk, N, 4}), state);
+    CHECK(out.shape() == shape({chunk, N, 8}));
+    outputs.insert(outputs.end(), out.data(), out.data() + out.numel());
+    t += chunk;
+  }
+  check_close(outputs.data(), as_double(full.output), 1e-6);
+  check_close(state.h, as_double(full.h_n), 1e-6);
+}
+
+TEST_CASE("stream: a bidirectional model cannot stream") {
+  const Lstm<float> model(make_config(3, 4, 1, true), 1);
+  CHECK_THROWS_WITH_AS(model.make_state(1), doctest::Contains("unidirectional"), InvalidArgument);
+}
+
+TEST_CASE("stream: step refuses wrong shapes and another model's state") {
+  const Lstm<float> model(make_config(3, 4), 1);
+  auto state = model.make_state(2);
+  std::vector<float> in(6), out(8);
+  const TensorView<float> out_right(out.data(), {2, 4});
+  CHECK_THROWS_WITH_AS(model.step(TensorView<const float>(in.data(), {3, 2}), state, out_right),
+                       "input_t: expected shape (2, 3), got (3, 2)", InvalidArgument);
+  CHECK_THROWS_WITH_AS(model.step(TensorView<const float>(in.data(), {2, 3}), state, TensorView<float>(out.data(), {8})),
+                       "output_t: expected shape (2, 4), got (8,)", InvalidArgument);
+  CHECK_THROWS_WITH_AS(model.forward(TensorView<const float>(in.data(), {1, 3, 2}), state), doctest::Contains("chunk"),
+                       InvalidArgument);
+
+  const Lstm<float> other(make_config(3, 5), 1);
+  auto other_state = other.make_state(2);
+  CHECK_THROWS_WITH_AS(model.step(TensorView<const float>(in.data(), {2, 3}), other_state, out_right),
+                       doctest::Contains("not a state of this model"), InvalidArgument);
+  CHECK(std::all_of(state.h.data(), state.h.data() + state.h.numel(), [](float v) { return v == 0.0f; }));
+}
