@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
@@ -73,6 +74,21 @@ def self_check(threads: Optional[int], repeats: int) -> int:
     return 0
 
 
+def print_cmake_dir() -> int:
+    """Print where the wheel's CMake package is: the C++ headers and library install next to the
+    compiled module (site-packages/fastlstm/{include,lib}), which an editable install keeps apart
+    from the Python sources."""
+    from fastlstm import _core
+
+    for package_dir in [Path(_core.__file__).parent, *map(Path, fastlstm.__path__)]:
+        config = package_dir / "lib" / "cmake" / "fastlstm" / "fastlstmConfig.cmake"
+        if config.is_file():
+            print(config.parent)
+            return 0
+    print("error: this installation of fastlstm has no CMake package (lib/cmake/fastlstm)", file=sys.stderr)
+    return 1
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m fastlstm",
@@ -81,6 +97,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     parser.add_argument("--threads", type=int, default=None, help="threads for fastlstm and torch (default: every core)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs; the median is shown (default 5)")
+    parser.add_argument("--cmake-dir", action="store_true",
+                        help="print the folder of fastlstm's CMake package (pass it as fastlstm_DIR) and exit")
     sub = parser.add_subparsers(dest="command", metavar="{bench}")
     bench = sub.add_parser(
         "bench", help="benchmark against torch and ONNX Runtime (see: bench --help)",
@@ -88,6 +106,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     benchmark.add_arguments(bench)
     args = parser.parse_args(argv)
+    if args.cmake_dir:
+        return print_cmake_dir()
     if args.command == "bench":
         return benchmark.run(args)
     if args.threads is not None and args.threads < 1:

@@ -1,0 +1,143 @@
+"""The C++ example (examples/cpp) builds against an installed fastlstm through
+find_package(fastlstm) and computes what the Python LSTM computes.
+
+Two installations, each a parameter of the tests:
+
+- "wheel": the CMake package that this Python installation carries
+  (``python -m fastlstm --cmake-dir``), as a C++ user gets it from ``pip install fastlstm``.
+- "cmake-install": a C++-only build (-DFASTLSTM_PYTHON=OFF) installed with ``cmake --install``
+  into a temporary prefix. Building the library needs Eigen 3.4 (a system Eigen3 or the cmeel-eigen
+  wheel in this Python) and takes about a minute on 2 cores the first time; the build folder
+  (build/test-cpp-install) is reused, so later sessions only rebuild what changed.
+
+Skipped with the reason when cmake or a C++ compiler is missing.
+"""
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastlstm
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "cpp"
+LIBRARY_BUILD = ROOT / "build" / "test-cpp-install"
+
+
+def _run(cmd, **kwargs):
+    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kwargs)
+
+
+def _check(result, what):
+    assert result.returncode == 0, f"{what} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+
+
+@pytest.fixture(scope="session")
+def cmake():
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        pytest.skip("cmake not found: the C++ example is built with CMake (pip install cmake; apt-get install cmake)")
+    compilers = [os.environ.get("CXX", ""), "c++", "g++", "clang++"]
+    if not any(name and shutil.which(name) for name in compilers):
+        pytest.skip("no C++ compiler found (CXX, c++, g++, clang++): the C++ example cannot be built")
+    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
+    return [cmake], generator
+
+
+def _cmake_install_prefix(cmake, tmp_path_factory):
+    """A C++-only build of fastlstm, installed into a fresh prefix: <prefix>/lib/cmake/fastlstm."""
+    (exe, generator) = cmake
+    hints = [Path(sysconfig.get_paths()["purelib"]) / "cmeel.prefix"]
+    prefix_path = ";".join(str(h) for h in hints if h.is_dir())
+    LIBRARY_BUILD.mkdir(parents=True, exist_ok=True)
+    with open(LIBRARY_BUILD / ".lock", "w") as lock:  # one build at a time in the shared folder
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        configure = [*exe, "-S", ROOT, "-B", LIBRARY_BUILD, "-DFASTLSTM_PYTHON=OFF", "-DCMAKE_BUILD_TYPE=Release"]
+        if not (LIBRARY_BUILD / "CMakeCache.txt").exists():
+            configure += generator
+        if prefix_path:
+            configure.append(f"-DCMAKE_PREFIX_PATH={prefix_path}")
+        result = _run(configure)
+        if result.returncode != 0 and "Eigen 3.4 not found" in result.stderr:
+            pytest.skip("Eigen 3.4 not found (apt-get install libeigen3-dev, or pip install cmeel-eigen): "
+                        "cannot build the C++-only library")
+        _check(result, "configuring the C++-only library")
+        _check(_run([*exe, "--build", LIBRARY_BUILD, "--parallel", "2"]), "building the C++-only library")
+        prefix = tmp_path_factory.mktemp("prefix")
+        _check(_run([*exe, "--install", LIBRARY_BUILD, "--prefix", prefix]), "cmake --install")
+    return prefix / "lib" / "cmake" / "fastlstm"
+
+
+def _wheel_cmake_dir():
+    result = _run([sys.executable, "-m", "fastlstm", "--cmake-dir"])
+    _check(result, "python -m fastlstm --cmake-dir")
+    return Path(result.stdout.strip())
+
+
+@pytest.fixture(scope="session", params=["wheel", "cmake-install"])
+def example(request, cmake, tmp_path_factory):
+    """The example program, built against one installation of fastlstm."""
+    (exe, generator) = cmake
+    if request.param == "wheel":
+        cmake_dir = _wheel_cmake_dir()
+    else:
+        cmake_dir = _cmake_install_prefix(cmake, tmp_path_factory)
+    assert (cmake_dir / "fastlstmConfig.cmake").is_file(), f"no fastlstmConfig.cmake in {cmake_dir}"
+    # The installed headers and library are all the example may use: Eigen is not needed.
+    assert (cmake_dir.parent.parent.parent / "include" / "fastlstm" / "fastlstm.hpp").is_file()
+
+    build = tmp_path_factory.mktemp(f"example-{request.param}")
+    _check(_run([*exe, "-S", EXAMPLE, "-B", build, *generator, f"-Dfastlstm_DIR={cmake_dir}",
+                 "-DCMAKE_BUILD_TYPE=Release"]), "configuring examples/cpp")
+    _check(_run([*exe, "--build", build, "--parallel", "2"]), "building examples/cpp")
+    return build / "fastlstm_run"
+
+
+def _read_f32(path, shape):
+    return np.fromfile(path, dtype=np.float32).reshape(shape)
+
+
+def test_example_forward_matches_python(example, tmp_path):
+    model = fastlstm.LSTM(6, 10, num_layers=2, bidirectional=True, proj_size=4, batch_first=True)
+    model.save(tmp_path / "model.safetensors")
+    x = np.random.default_rng(1).standard_normal((3, 7, 6), dtype=np.float32)  # (N, L, H_in)
+    x.tofile(tmp_path / "input.f32")
+    result = _run([example, tmp_path / "model.safetensors", "--shape", "3,7,6", "--input", tmp_path / "input.f32",
+                   "--output", tmp_path / "output.f32", "--state-out", tmp_path / "state.f32"])
+    _check(result, "fastlstm_run")
+
+    output, (h_n, c_n) = model(x)
+    np.testing.assert_allclose(_read_f32(tmp_path / "output.f32", output.shape), output, rtol=0, atol=1e-6)
+    state = np.fromfile(tmp_path / "state.f32", dtype=np.float32)
+    np.testing.assert_allclose(state, np.concatenate([h_n.ravel(), c_n.ravel()]), rtol=0, atol=1e-6)
+
+
+def test_example_stream_through_pipes_matches_python_forward(example, tmp_path):
+    model = fastlstm.LSTM(5, 8, num_layers=2, proj_size=3)
+    model.save(tmp_path / "model.safetensors")
+    x = np.random.default_rng(2).standard_normal((9, 2, 5), dtype=np.float32)  # (L, N, H_in)
+    result = subprocess.run([str(example), str(tmp_path / "model.safetensors"), "--shape", "9,2,5", "--stream",
+                             "--state-out", str(tmp_path / "state.f32")], input=x.tobytes(), capture_output=True)
+    assert result.returncode == 0, result.stderr.decode()
+
+    output, (h_n, c_n) = model(x)
+    np.testing.assert_allclose(np.frombuffer(result.stdout, dtype=np.float32).reshape(output.shape), output,
+                               rtol=0, atol=1e-6)
+    state = np.fromfile(tmp_path / "state.f32", dtype=np.float32)
+    np.testing.assert_allclose(state, np.concatenate([h_n.ravel(), c_n.ravel()]), rtol=0, atol=1e-6)
+
+
+def test_example_reports_a_wrong_input_size(example, tmp_path):
+    fastlstm.LSTM(5, 8).save(tmp_path / "model.safetensors")
+    x = np.zeros((2, 1, 4), dtype=np.float32)
+    result = subprocess.run([str(example), str(tmp_path / "model.safetensors"), "--shape", "2,1,4"],
+                            input=x.tobytes(), capture_output=True)
+    assert result.returncode == 1
+    assert b"input: expected size(-1) == input_size = 5, got 4" in result.stderr
