@@ -1,5 +1,6 @@
 #pragma once
-// The hyper-parameters of an LSTM, named and defaulted as torch.nn.LSTM's.
+// The hyper-parameters of an LSTM, named and defaulted as torch.nn.LSTM's. A plain value: set the
+// fields, then validate() (every constructor that takes a config validates it).
 #include <cstdint>
 
 namespace fastlstm {

@@ -40,10 +40,13 @@ struct LstmOutput {
 template <typename T>
 class Lstm {
  public:
-  // A model with zero weights. num_threads = 0 uses every core of the machine.
+  // A model with zero weights. num_threads = 0 uses every core of the machine. Throws
+  // InvalidArgument for an invalid config (see LstmConfig::validate) or num_threads < 0.
   explicit Lstm(const LstmConfig& config, int num_threads = 0);
+  // A model over `weights` (prepared for the backend once, here); throws as above.
   Lstm(LstmWeights<T> weights, int num_threads = 0);
   ~Lstm();
+  // Movable, not copyable; a moved-from model may only be destroyed or assigned to.
   Lstm(Lstm&&) noexcept;
   Lstm& operator=(Lstm&&) noexcept;
 
@@ -76,7 +79,9 @@ class Lstm {
 
   // A packed batch as torch's PackedSequence holds it: data (sum(batch_sizes), H_in), the rows
   // of step t following those of step t-1; batch_sizes non-increasing, batch_sizes[0] = N.
-  // The state rows and the output follow the packed (sorted) order.
+  // The state rows and the output follow the packed (sorted) order. Throws InvalidArgument for
+  // a wrong data width, batch_sizes that are empty, increasing, < 1 or do not sum to the rows,
+  // or wrongly shaped initial states.
   LstmOutput<T> forward_packed(TensorView<const T> data, const std::vector<int64_t>& batch_sizes,
                                const StateView<T>* initial_state = nullptr) const;
 

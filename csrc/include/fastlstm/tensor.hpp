@@ -1,6 +1,7 @@
 #pragma once
 // Non-owning strided views (how callers hand their buffers to fastlstm without a copy) and the
-// owning Tensor that fastlstm returns results in.
+// owning Tensor that fastlstm returns results in. Neither synchronises anything: share one between
+// threads only for reading.
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -50,7 +51,9 @@ struct TensorView {
   }
 };
 
-// An owning, contiguous, 64-byte-aligned array. Move-only: results are handed over, not copied.
+// An owning, contiguous (row-major), 64-byte-aligned array. Move-only: results are handed over,
+// not copied. Construction throws std::bad_alloc when the memory cannot be had; the elements are
+// left uninitialised.
 template <typename T>
 class Tensor {
  public:

@@ -1,5 +1,5 @@
 #pragma once
-// Build facts, for diagnostics.
+// Build facts, for diagnostics. Each call is thread-safe and throws nothing but std::bad_alloc.
 #include <string>
 
 namespace fastlstm {

@@ -26,7 +26,8 @@ struct ParameterSpec {
   }
 };
 
-// The parameters a configuration has, in torch's order.
+// The parameters a configuration has, in torch's order. Throws InvalidArgument for an invalid
+// config (see LstmConfig::validate). Thread-safe (a pure function).
 std::vector<ParameterSpec> parameter_specs(const LstmConfig& config);
 
 template <typename T>
@@ -36,7 +37,8 @@ struct Parameter {
 };
 
 // All parameters of one configuration. The storage of each parameter never moves once built,
-// so pointers to it stay valid for the lifetime of the object.
+// so pointers to it stay valid for the lifetime of the object. A plain value: many threads may
+// read one; writing needs the caller's own synchronisation.
 template <typename T>
 class LstmWeights {
  public:
