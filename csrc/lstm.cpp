@@ -12,28 +12,12 @@
 #endif
 
 #include "backend.hpp"
+#include "shape_string.hpp"
 #include "fastlstm/error.hpp"
 #include "fastlstm/version.hpp"
 
 namespace fastlstm {
 namespace {
-
-template <typename V>
-std::string shape_string(const V& view) {
-  std::ostringstream out;
-  out << "(";
-  for (int d = 0; d < view.rank; ++d) out << (d ? ", " : "") << view.shape[static_cast<size_t>(d)];
-  out << (view.rank == 1 ? ",)" : ")");
-  return out.str();
-}
-
-std::string shape_string(const std::vector<int64_t>& shape) {
-  std::ostringstream out;
-  out << "(";
-  for (size_t d = 0; d < shape.size(); ++d) out << (d ? ", " : "") << shape[d];
-  out << (shape.size() == 1 ? ",)" : ")");
-  return out.str();
-}
 
 [[noreturn]] void invalid(const std::string& message) { throw InvalidArgument(message); }
 

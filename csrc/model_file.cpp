@@ -3,6 +3,8 @@
 // offset and shape is checked against the bytes actually there before it is used.
 #include "fastlstm/model_file.hpp"
 
+#include "shape_string.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -40,14 +42,6 @@ constexpr int64_t kMaxInt = std::numeric_limits<int64_t>::max();
 [[noreturn]] void invalid(const std::string& message) { throw InvalidArgument(message); }
 
 std::string quoted(const std::string& s) { return "'" + s + "'"; }
-
-std::string shape_string(const std::vector<int64_t>& shape) {
-  std::ostringstream out;
-  out << "(";
-  for (size_t d = 0; d < shape.size(); ++d) out << (d ? ", " : "") << shape[d];
-  out << (shape.size() == 1 ? ",)" : ")");
-  return out.str();
-}
 
 // ------------------------------------------------------------------------------ safetensors dtypes
 
