@@ -17,8 +17,11 @@ struct RowLayout {
   int64_t time_stride = 0;
   int64_t row_stride = 0;
   const int64_t* step_starts = nullptr;  // packed: index of the first row of each step
+  int64_t origin = 0;                    // subtracted: a buffer that starts at a later step
 
-  int64_t offset(int64_t t) const { return step_starts ? step_starts[t] * row_stride : t * time_stride; }
+  int64_t offset(int64_t t) const {
+    return (step_starts ? step_starts[t] * row_stride : t * time_stride) - origin;
+  }
 };
 
 // The active rows of every step: a padded batch has all N at every step; a packed one shrinks.

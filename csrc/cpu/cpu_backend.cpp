@@ -29,6 +29,11 @@ using Eigen::Index;
 
 // Hidden units per gate block: two AVX registers of float, so every gate slice is SIMD-wide.
 constexpr int64_t kBlock = 16;
+// Input projections are computed a chunk of steps at a time, about this many rows: enough for an
+// efficient GEMM, few enough that the gate buffer is O(N * 4H) and stays in cache.
+constexpr int64_t kChunkRows = 512;
+// Batch-major input (batch_first) is projected one sequence at a time: enough steps per GEMM.
+constexpr int64_t kBatchMajorChunkSteps = 32;
 // Activation rows the cache blocking of the packed weights is tuned for.
 constexpr Eigen::Index kTypicalRows = 1024;
 constexpr Eigen::Index kTypicalBatch = 64;
@@ -119,8 +124,9 @@ class CpuBackend final : public Backend<T> {
       for (size_t thread = 0; thread < shares_.size(); ++thread) {
         const ThreadShare& share = shares_[thread];
         ThreadWeights& mine = prepared.threads[thread];
-        mine.w_ih.pack(w_ih.data() + share.col0 * I, share.col1 - share.col0, I, I, kTypicalRows);
         for (int64_t dir = 0; dir < D; ++dir) {
+          const auto [lo, hi] = share.direction_columns(dir, H);
+          mine.w_ih[dir].pack(w_ih.data() + lo * I, std::max<int64_t>(hi - lo, 0), I, I, kTypicalRows);
           const auto [b0, b1] = share.blocks[dir];
           const int64_t row0 = 4 * b0 * kBlock, row1 = 4 * std::min(b1 * kBlock, H);
           mine.w_hh[dir].pack(w_hh[dir].data() + row0 * P, std::max<int64_t>(row1 - row0, 0), P, P, kTypicalBatch);
@@ -154,7 +160,6 @@ class CpuBackend final : public Backend<T> {
     };
     const size_t hidden_rows = static_cast<size_t>(rows * D * P);
     for (auto& buffer : layer_outputs_) buffer.resize(config_.num_layers > 1 ? hidden_rows : 0);
-    gates_.resize(static_cast<size_t>(rows * D * 4 * H));
     cell_.resize(static_cast<size_t>(D * batch * H));
     initial_hidden_.resize(static_cast<size_t>(D * batch * P));
     projected_input_.resize(static_cast<size_t>(D * batch * H));
@@ -172,7 +177,8 @@ class CpuBackend final : public Backend<T> {
       int64_t size = 0;
       for (const PreparedLayer& layer : layers_) {
         const ThreadWeights& mine = layer.threads[thread];
-        size = std::max({size, mine.w_ih.workspace_size(rows), mine.w_hh[0].workspace_size(batch),
+        size = std::max({size, mine.w_ih[0].workspace_size(rows), mine.w_ih[1].workspace_size(rows),
+                         mine.w_hh[0].workspace_size(batch),
                          mine.w_hh[1].workspace_size(batch), mine.w_hr[0].workspace_size(batch),
                          mine.w_hr[1].workspace_size(batch)});
       }
@@ -212,11 +218,15 @@ class CpuBackend final : public Backend<T> {
   // for small models, resident in its core's cache).
   struct ThreadShare {
     int64_t col0 = 0, col1 = 0;                  // input projection: gate columns of both directions
+    // The part of [col0, col1) that belongs to direction `dir` (empty when lo >= hi).
+    std::pair<int64_t, int64_t> direction_columns(int64_t dir, int64_t hidden) const {
+      return {std::max(col0, dir * 4 * hidden), std::min(col1, (dir + 1) * 4 * hidden)};
+    }
     std::pair<int64_t, int64_t> blocks[2] = {};  // recurrence: gate blocks, per direction
     std::pair<int64_t, int64_t> outputs[2] = {}; // projection: output columns, per direction
   };
   struct ThreadWeights {
-    PackedWeights<T> w_ih;     // interleaved rows [col0, col1) of (D * 4H, I)
+    PackedWeights<T> w_ih[2];  // per direction, the rows of [col0, col1) of (D * 4H, I) in it
     PackedWeights<T> w_hh[2];  // the rows of the thread's gate blocks, per direction
     PackedWeights<T> w_hr[2];  // the thread's output rows of weight_hr, per direction
   };
@@ -241,64 +251,106 @@ class CpuBackend final : public Backend<T> {
     const PreparedLayer& weights() const { return self.layers_[static_cast<size_t>(layer)]; }
 
     void execute() {
-      const int64_t D = config().num_directions(), H = config().hidden_size;
-      const int64_t gate_width = D * 4 * H;
+      const int64_t D = config().num_directions();
       load_initial_state();
 
-      // The gate buffer mirrors the input's row order, so that one GEMM covers every step
-      // whenever the input's (step, row) pairs form one strided matrix.
-      RowLayout gate_rows;
-      gate_rows.step_starts = input_rows.step_starts;
-      gate_rows.row_stride = gate_width;
-      gate_rows.time_stride = batch * gate_width;
-      int64_t matrix_stride = -1;  // >= 0: all rows form one matrix with this row stride
-      if (input_rows.step_starts) {
-        matrix_stride = input_rows.row_stride;
-      } else if (batch == 1 || input_rows.time_stride == batch * input_rows.row_stride) {
-        matrix_stride = batch == 1 ? input_rows.time_stride : input_rows.row_stride;
-      } else if (steps == 1 || input_rows.row_stride == steps * input_rows.time_stride) {
-        matrix_stride = steps == 1 ? input_rows.row_stride : input_rows.time_stride;
-        gate_rows.time_stride = gate_width;
-        gate_rows.row_stride = steps * gate_width;
-      }
-      T* gates = self.gates_.data();
+      const bool packed = input_rows.step_starts != nullptr;
+      const bool time_major = packed || batch == 1 || input_rows.time_stride == batch * input_rows.row_stride;
+      const bool batch_major = !time_major && steps > 1 && input_rows.row_stride == steps * input_rows.time_stride;
+      int64_t chunk = std::clamp<int64_t>((kChunkRows + batch - 1) / batch, 1, steps);
+      if (batch_major) chunk = std::min(steps, std::max(chunk, kBatchMajorChunkSteps));
+      const size_t gate_size = static_cast<size_t>(chunk * batch * D * 4 * config().hidden_size);
+      if (self.gates_.size() < gate_size) self.gates_.resize(gate_size);
+      ChunkPlan plan{packed, time_major, batch_major};
 
       auto task = [&](int thread) {
         const ThreadShare& share = self.shares_[static_cast<size_t>(thread)];
         const ThreadWeights& mine = weights().threads[static_cast<size_t>(thread)];
         T* scratch = self.scratch_[static_cast<size_t>(thread)].data();
-
-        // 1. Input projections of every step, this thread's gate columns.
-        const int64_t cols = share.col1 - share.col0;
-        const T* bias = weights().bias.data() + share.col0;
-        for (int64_t r = 0; r < rows && cols > 0; ++r) std::copy_n(bias, cols, gates + r * gate_width + share.col0);
-        if (matrix_stride >= 0) {
-          mine.w_ih.multiply_accumulate(input, matrix_stride, rows, gates + share.col0, gate_width, scratch);
-        } else {
-          for (int64_t t = 0; t < steps; ++t) {
-            mine.w_ih.multiply_accumulate(input + input_rows.offset(t), input_rows.row_stride, batch,
-                                          gates + gate_rows.offset(t) + share.col0, gate_rows.row_stride, scratch);
-          }
-        }
-
-        // 2. The recurrence: this thread's gate blocks of each direction, step by step.
-        for (int64_t s = 0; s < steps; ++s) {
+        RowLayout gate_rows[2];
+        for (int64_t c0 = 0; c0 < steps; c0 += chunk) {
+          const int64_t c1 = std::min(steps, c0 + chunk);
+          // 1. Input projections of the chunk's steps (the reverse direction's chunk runs backwards
+          //    from the end), this thread's gate columns: the ones its recurrence reads.
           for (int64_t dir = 0; dir < D; ++dir) {
-            const auto [b0, b1] = share.blocks[dir];
-            if (b0 < b1) step_blocks(dir, dir == 0 ? s : steps - 1 - s, b0, b1, gates, gate_rows, mine.w_hh[dir], scratch);
+            const int64_t t0 = dir == 0 ? c0 : steps - c1, t1 = dir == 0 ? c1 : steps - c0;
+            gate_rows[dir] = plan.gate_layout(*this, t0, t1);
+            const auto [lo, hi] = share.direction_columns(dir, config().hidden_size);
+            if (lo < hi) project_inputs(plan, t0, t1, lo, hi, mine.w_ih[dir], scratch);
           }
-          self.pool_.barrier();
-          if (config().proj_size > 0) {
+          // 2. The recurrence over the chunk: this thread's gate blocks of each direction.
+          for (int64_t s = c0; s < c1; ++s) {
             for (int64_t dir = 0; dir < D; ++dir) {
-              const auto [q0, q1] = share.outputs[dir];
-              if (q0 < q1) project(dir, dir == 0 ? s : steps - 1 - s, q0, q1, mine.w_hr[dir], scratch);
+              const auto [b0, b1] = share.blocks[dir];
+              if (b0 < b1) {
+                step_blocks(dir, dir == 0 ? s : steps - 1 - s, b0, b1, self.gates_.data(), gate_rows[dir],
+                            mine.w_hh[dir], scratch);
+              }
             }
             self.pool_.barrier();
+            if (config().proj_size > 0) {
+              for (int64_t dir = 0; dir < D; ++dir) {
+                const auto [q0, q1] = share.outputs[dir];
+                if (q0 < q1) project(dir, dir == 0 ? s : steps - 1 - s, q0, q1, mine.w_hr[dir], scratch);
+              }
+              self.pool_.barrier();
+            }
           }
         }
       };
       self.pool_.run(task);
       store_final_state();
+    }
+
+    // How the input's rows map to GEMMs and to the chunk's gate buffer.
+    struct ChunkPlan {
+      bool packed, time_major, batch_major;
+
+      // Gate rows of steps [t0, t1), contiguous from the start of the buffer, in the input's order.
+      RowLayout gate_layout(const LayerRun& run, int64_t t0, int64_t t1) const {
+        const int64_t width = run.config().num_directions() * 4 * run.config().hidden_size;
+        RowLayout layout;
+        layout.row_stride = width;
+        if (packed) {
+          layout.step_starts = run.input_rows.step_starts;
+          layout.origin = layout.step_starts[t0] * width;
+        } else if (batch_major) {
+          layout.time_stride = width;
+          layout.row_stride = (t1 - t0) * width;
+          layout.origin = t0 * width;
+        } else {
+          layout.time_stride = run.batch * width;
+          layout.origin = t0 * run.batch * width;
+        }
+        return layout;
+      }
+    };
+
+    // gates[steps t0..t1, columns lo..hi) = bias + x W_ih^T, in plan.gate_layout's row order.
+    void project_inputs(const ChunkPlan& plan, int64_t t0, int64_t t1, int64_t lo, int64_t hi,
+                        const PackedWeights<T>& w_ih, T* scratch) {
+      const int64_t width = config().num_directions() * 4 * config().hidden_size;
+      T* gates = self.gates_.data() + lo;
+      const int64_t chunk_rows = plan.packed
+                                     ? input_rows.step_starts[t1 - 1] + batch_sizes[t1 - 1] - input_rows.step_starts[t0]
+                                     : (t1 - t0) * batch;
+      const T* bias = weights().bias.data() + lo;
+      for (int64_t r = 0; r < chunk_rows; ++r) std::copy_n(bias, hi - lo, gates + r * width);
+      const T* first = input + input_rows.offset(t0);
+      if (plan.time_major) {
+        const int64_t stride = plan.packed || batch > 1 ? input_rows.row_stride : input_rows.time_stride;
+        w_ih.multiply_accumulate(first, stride, chunk_rows, gates, width, scratch);
+      } else if (plan.batch_major) {
+        for (int64_t n = 0; n < batch; ++n) {
+          w_ih.multiply_accumulate(first + n * input_rows.row_stride, input_rows.time_stride, t1 - t0,
+                                   gates + n * (t1 - t0) * width, width, scratch);
+        }
+      } else {
+        for (int64_t t = t0; t < t1; ++t) {
+          w_ih.multiply_accumulate(input + input_rows.offset(t), input_rows.row_stride, batch,
+                                   gates + (t - t0) * batch * width, width, scratch);
+        }
+      }
     }
 
     // h_0 and c_0 of this layer into contiguous buffers (zeros when not given).

@@ -1,0 +1,55 @@
+"""Long, wide batches: the input projections are computed a chunk of steps at a time (about 512
+rows per chunk; batch-first input at least 32 steps per chunk), forward chunks from the start and
+reverse chunks from the end. These shapes span several chunks in every input layout."""
+
+import numpy as np
+import pytest
+import torch
+from torch.nn.utils import rnn
+
+import fastlstm
+from lstm_helpers import assert_matches_torch, make_pair, random_hx, random_input
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("proj_size", [0, 3])
+@pytest.mark.parametrize("hx", [False, True])
+def test_time_major_batches_spanning_several_chunks(bidirectional, proj_size, hx):
+    # N = 40: 13 steps per chunk, 37 steps -> chunks of 13, 13, 11.
+    module, model = make_pair(6, 10, num_layers=2, bidirectional=bidirectional, proj_size=proj_size)
+    x = random_input(module, 37, 40)
+    assert_matches_torch(module, model, x, random_hx(module, 40) if hx else None)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_batch_first_batches_spanning_several_chunks(bidirectional):
+    # N = 20, batch-first: 32 steps per chunk, 70 steps -> chunks of 32, 32, 6.
+    module, model = make_pair(5, 9, num_layers=2, batch_first=True, bidirectional=bidirectional, proj_size=4)
+    x = random_input(module, 70, 20)
+    assert_matches_torch(module, model, x, random_hx(module, 20))
+
+
+def test_strided_batches_spanning_several_chunks():
+    # Every other sequence of a batch of 68: neither time- nor batch-major, one GEMM per step.
+    module, model = make_pair(4, 8, bidirectional=True)
+    wide = random_input(module, 30, 68)
+    x = wide[:, ::2]
+    assert_matches_torch(module, model, np.ascontiguousarray(x), fast_x=x)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_packed_batches_spanning_several_chunks(bidirectional):
+    # 40 sequences of lengths 1..40 (unsorted): 13 steps per chunk, rows per chunk vary.
+    torch.manual_seed(0)
+    module = torch.nn.LSTM(5, 7, num_layers=2, bidirectional=bidirectional).eval()
+    model = fastlstm.LSTM.from_torch(module)
+    lengths = np.random.default_rng(1).permutation(np.arange(1, 41))
+    x = torch.randn(40, 40, 5)
+    packed = rnn.pack_padded_sequence(x, torch.from_numpy(lengths), enforce_sorted=False)
+    with torch.no_grad():
+        expected, (h_n, c_n) = module(packed)
+    got, (got_h, got_c) = model(packed)
+    np.testing.assert_allclose(got.data, expected.data.numpy(), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got_h, h_n.numpy(), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got_c, c_n.numpy(), rtol=0, atol=1e-5)
+    assert np.abs(expected.data.numpy()).max() > 1e-2
