@@ -1,8 +1,10 @@
 // The CPU backend: Eigen's GEMM kernels driven by fastlstm's own thread pool.
 //
-// Per layer:
-//  1. One GEMM computes the input projections of every time step and both directions,
-//     gates = x W_ih^T + (b_ih + b_hh), split across threads by gate columns.
+// Per layer, a chunk of time steps at a time (forward chunks from the start, reverse ones from
+// the end):
+//  1. GEMMs compute the chunk's input projections, gates = x W_ih^T + (b_ih + b_hh); each thread
+//     computes exactly the gate columns its recurrence reads, so no barrier separates the phases
+//     and the gate buffer stays O(N * 4H).
 //  2. The recurrence. Gate rows are pre-permuted so that each block of kBlock hidden units holds
 //     its four gates side by side; a thread owns whole blocks, adds h_{t-1} W_hh^T to its gate
 //     columns and applies the cell update at once. One barrier per step (two with proj_size:
@@ -46,11 +48,10 @@ int64_t interleaved_row(int64_t gate, int64_t unit, int64_t hidden_size) {
   return 4 * block * kBlock + gate * width + unit % kBlock;
 }
 
-// [begin, end) of `count` items for `thread` of `threads`, in multiples of `grain`.
-std::pair<int64_t, int64_t> split(int64_t count, int thread, int threads, int64_t grain = 1) {
-  const int64_t chunks = (count + grain - 1) / grain;
-  const int64_t begin = chunks * thread / threads * grain;
-  const int64_t end = chunks * (thread + 1) / threads * grain;
+// [begin, end) of `count` items for `thread` of `threads`.
+std::pair<int64_t, int64_t> split(int64_t count, int thread, int threads) {
+  const int64_t begin = count * thread / threads;
+  const int64_t end = count * (thread + 1) / threads;
   return {std::min(begin, count), std::min(end, count)};
 }
 
