@@ -160,7 +160,12 @@ class CpuBackend final : public Backend<T> {
       return layout;
     };
     const size_t hidden_rows = static_cast<size_t>(rows * D * P);
-    for (auto& buffer : layer_outputs_) buffer.resize(config_.num_layers > 1 ? hidden_rows : 0);
+    // Layer k writes buffer k % 2 and reads buffer (k - 1) % 2; the last layer writes the output.
+    for (int64_t buffer = 0; buffer < 2; ++buffer) {
+      const bool used = buffer < config_.num_layers - 1;
+      layer_outputs_[buffer].resize(used ? hidden_rows : 0);
+      if (!used) layer_outputs_[buffer].shrink_to_fit();
+    }
     cell_.resize(static_cast<size_t>(D * batch * H));
     initial_hidden_.resize(static_cast<size_t>(D * batch * P));
     projected_input_.resize(static_cast<size_t>(D * batch * H));

@@ -504,6 +504,86 @@ def make_tools(prep: Prepared, threads: int, torch, ort) -> List[Tool]:
     return tools
 
 
+# --------------------------------------------------------------------------------------- memory
+def _proc_status_kb(field_name: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    raise OSError(f"/proc/self/status has no {field_name}")
+
+
+def _reset_peak_rss() -> bool:
+    """Resets the process's peak RSS (VmHWM) to its current RSS; False where Linux does not allow it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _proc_status_kb("VmHWM") <= _proc_status_kb("VmRSS") + 64
+    except OSError:
+        return False
+
+
+def memory_probe(params: dict) -> Optional[dict]:
+    """Runs in a fresh process (see measure_memory): builds the case's model, runs one forward and
+    reads the RSS growth of each from /proc/self/status (kB)."""
+    if not _reset_peak_rss():
+        return None
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((params["L"], params["N"], params["I"]), dtype=np.float32)
+    arg = fastlstm.pack_padded_sequence(x, np.array(params["lengths"])) if params["lengths"] else x
+    gc.collect()
+    before = _proc_status_kb("VmRSS")
+    model = fastlstm.LSTM(params["I"], params["H"], params["num_layers"], bidirectional=params["bidirectional"],
+                          proj_size=params["proj_size"], num_threads=params["threads"])
+    loaded = _proc_status_kb("VmRSS")
+    _reset_peak_rss()
+    output, (h_n, c_n) = model(arg)
+    peak = _proc_status_kb("VmHWM")
+    data = output.data if params["lengths"] else output
+    return {"model_kb": loaded - before, "forward_peak_kb": peak - loaded,
+            "output_bytes": data.nbytes + h_n.nbytes + c_n.nbytes,
+            "weights_bytes": sum(p.nbytes for p in model.parameters()),
+            "input_bytes": arg.data.nbytes if params["lengths"] else x.nbytes}
+
+
+def measure_memory(prep: Prepared, threads: int) -> Optional[dict]:
+    """Resident memory of a fresh model and of its first forward pass (MB), measured in a fresh
+    Python process whose allocator returns every large block to the system (Linux only). The
+    forward's peak beyond its output is its workspace: the gate buffers (O(N * 4H) per thread) and,
+    for stacked layers, the buffer between layers (L * N * D * H_out)."""
+    case = prep.case
+    if case.mode == "stream" or not sys.platform.startswith("linux"):
+        return None
+    params = {"N": case.batch, "L": case.steps, "I": case.input_size, "H": case.hidden_size,
+              "num_layers": case.num_layers, "bidirectional": case.bidirectional, "proj_size": case.proj_size,
+              "threads": threads, "lengths": case.lengths().tolist() if case.mode == "packed" else None}
+    code = ("import json, sys; from fastlstm.benchmark import memory_probe; "
+            "print(json.dumps(memory_probe(json.loads(sys.argv[1]))))")
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
+    try:
+        done = subprocess.run([sys.executable, "-c", code, json.dumps(params)], env=env, capture_output=True,
+                              text=True, timeout=600, check=True)
+        probe = json.loads(done.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+    if probe is None:
+        return None
+    mb = 1 / 2**20
+    workspace = max(probe["forward_peak_kb"] * 1024 - probe["output_bytes"], 0)
+    step_gates = case.batch * 4 * case.hidden_size * case.directions * 4  # one step's gates, float32
+    return {
+        "weights_mb": probe["weights_bytes"] * mb,
+        "model_mb": probe["model_kb"] / 1024,  # weights + the backend's packed copy
+        "input_mb": probe["input_bytes"] * mb,
+        "output_mb": probe["output_bytes"] * mb,
+        "forward_peak_mb": probe["forward_peak_kb"] / 1024,
+        "workspace_mb": workspace * mb,
+        "workspace_in_step_gates": workspace / step_gates,
+        "layer_buffer_mb": (case.steps * case.batch * case.directions * case.h_out * 4 * mb
+                            if case.num_layers > 1 else 0.0),
+    }
+
+
 def run_case(
     prep: Prepared, threads: int, repeats: int, torch, ort, gemm: Optional[float],
     min_time: float, progress: Callable[[str], None],
@@ -512,6 +592,8 @@ def run_case(
     case = prep.case
     if torch is not None:
         torch.set_num_threads(threads)
+    progress("measuring memory")
+    memory = measure_memory(prep, threads)
     progress("preparing")
     tools = make_tools(prep, threads, torch, ort)
     fast = [t for t in tools if t.name.startswith("fastlstm")]
@@ -555,6 +637,7 @@ def run_case(
             "skipped_peers": dict(prep.skipped),
             "status": "FAILED: " + "; ".join(failures) if failures else "ok",
             "foreign_load": None if failures else foreign,
+            "memory": memory if f.name == "fastlstm" else None,
             "ms": {},
             "samples_ms": {},
             "calls_per_sample": {},
@@ -651,6 +734,29 @@ def format_table(rows: List[dict], peers: Sequence[str]) -> str:
 
     out = [render(header), render(["-" * w for w in widths])] + [render(l) for l in lines]
     return "\n".join(line.rstrip() for line in out)
+
+
+def format_memory_table(rows: List[dict]) -> str:
+    """Resident memory per case (MB): the model, and the first forward's peak beyond its output."""
+    header = ["case", "thr", "weights", "model", "input", "output", "fwd peak", "workspace",
+              "of which layer buffer", "workspace / (N*4H*D floats)"]
+    lines = []
+    for r in rows:
+        m = r.get("memory")
+        if not m:
+            continue
+        lines.append([r["case"], str(r["threads"])] + [
+            f"{m[k]:.2f}" for k in ("weights_mb", "model_mb", "input_mb", "output_mb", "forward_peak_mb",
+                                    "workspace_mb", "layer_buffer_mb")
+        ] + [f"{m['workspace_in_step_gates']:.1f}"])
+    if not lines:
+        return ""
+    widths = [max(len(h), *(len(l[i]) for l in lines)) for i, h in enumerate(header)]
+
+    def render(cells):
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    return "\n".join([render(header), render(["-" * w for w in widths])] + [render(l) for l in lines])
 
 
 def plot_speedups(rows: List[dict], path: str, title: str) -> None:
@@ -817,6 +923,10 @@ def _run(args: argparse.Namespace) -> int:
     peers = [p for p in PEERS if any(p in r["ms"] or p in r["max_abs_diff"] for r in rows)]
     print()
     print(format_table(rows, peers))
+    memory_table = format_memory_table(rows)
+    if memory_table:
+        print("\nMemory (MB, resident; Linux peak RSS of a fresh model's first forward):")
+        print(memory_table)
     notes = []
     if any(r["per"] == "step" for r in rows):
         notes.append("per step: the time of one L=1 call carrying (h, c); GFLOP/s likewise per step.")
@@ -825,6 +935,10 @@ def _run(args: argparse.Namespace) -> int:
                      "packed peers; GFLOP/s counts real tokens only.")
     notes.append("speedup = best peer's median ms / fastlstm's median ms; GFLOP/s = fastlstm's; "
                  "%GEMM = of the NumPy rate at the same thread count.")
+    if memory_table:
+        notes.append("memory: model = RSS growth when the model is built (weights + the backend's packed copy); "
+                     "fwd peak = peak RSS growth during its first forward; workspace = fwd peak - output "
+                     "(gate buffers, and between stacked layers one L*N*D*H_out buffer).")
     notes.append("other = cores that other processes kept busy while the row was timed (/proc/stat); "
                  "above ~0.1 the row's timings are disturbed.")
     reasons: Dict[str, List[str]] = {}
