@@ -19,7 +19,7 @@ if _missing:
         "on this machine."
     )
 
-from . import _core  # noqa: E402
+from . import _core, _cuda_runtime  # noqa: E402
 from ._errors import InputError  # noqa: E402
 from ._lstm import LSTM, IncompatibleKeys  # noqa: E402
 from ._stream import LSTMStream  # noqa: E402
@@ -49,13 +49,27 @@ __all__ = [
     "unpad_sequence",
     "build_info",
     "cuda_available",
+    "cuda_unavailable_reason",
+    "cuda_device_count",
     "__version__",
 ]
 
 
 def cuda_available() -> bool:
-    """Whether the CUDA backend can run here (this build has none)."""
-    return False
+    """Whether models can run on a GPU here: this build has the CUDA module, cuBLAS loads and a
+    CUDA device (sm_75 or newer) is visible. ``cuda_unavailable_reason()`` says why not."""
+    return _cuda_runtime.available()
+
+
+def cuda_unavailable_reason() -> str:
+    """Why ``cuda_available()`` is False (no CUDA build, no cuBLAS, no driver, no device); an empty
+    string when it is True."""
+    return _cuda_runtime.unavailable_reason()
+
+
+def cuda_device_count() -> int:
+    """CUDA devices a model can be put on (``device="cuda:N"``, N below this)."""
+    return _cuda_runtime.device_count()
 
 
 def build_info() -> dict:
@@ -65,5 +79,12 @@ def build_info() -> dict:
         "compiler": _core.compiler(),
         "simd": _core.simd_level(),
         "default_threads": _core.default_num_threads(),
-        "cuda": "not built",
+        "cuda": _cuda_build_info(),
     }
+
+
+def _cuda_build_info() -> str:
+    if _cuda_runtime.available():
+        count = _cuda_runtime.device_count()
+        return f"{count} device(s), cuda:0 = {_cuda_runtime.device_name(0)}"
+    return f"unavailable: {_cuda_runtime.unavailable_reason()}"

@@ -11,13 +11,13 @@ from typing import Any, Iterator, Mapping, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
-from . import _core, _model_file
+from . import _core, _cuda_runtime, _model_file
 from ._arrays import as_array, engine_compatible, resolve_dtype
 from ._errors import InputError
 from ._packing import PackedSequence, as_packed_sequence, is_packed_sequence
 from ._stream import LSTMStream
 
-ArrayLike = Any  # numpy.ndarray, or anything exposing __dlpack__ / __array_interface__ on the CPU
+ArrayLike = Any  # numpy.ndarray, anything exposing __dlpack__ / __array_interface__, or a GPU array
 State = Tuple[np.ndarray, np.ndarray]
 
 _ENGINES = {np.dtype(np.float32): _core.LstmFloat32, np.dtype(np.float64): _core.LstmFloat64}
@@ -59,9 +59,14 @@ class LSTM:
         dropout: stored for compatibility; inference applies no dropout (torch's eval mode).
         bidirectional: adds a reverse direction to every layer.
         proj_size: if > 0, h is projected to this size by ``weight_hr_l{k}``.
-        device: ``"cpu"`` (or None).
+        device: ``"cpu"`` (default), ``"cuda"`` or ``"cuda:N"`` (needs the CUDA build and a GPU:
+            see ``fastlstm.cuda_available()``). On a GPU, NumPy inputs give NumPy outputs; GPU
+            arrays (torch, CuPy, or anything speaking DLPack or ``__cuda_array_interface__``) are
+            read in place and the outputs stay on the GPU, in the input's framework.
         dtype: ``numpy.float32`` (default) or ``numpy.float64``; inputs must have this dtype.
-        num_threads: threads used by a forward pass; None uses every available core.
+        num_threads: threads used by a forward pass on the CPU; None uses every available core.
+        allow_tf32: on a GPU, let cuBLAS use TF32 tensor cores (faster, ~1e-3 accurate); float32
+            math by default.
 
     Example:
         >>> import numpy as np, fastlstm
@@ -86,6 +91,7 @@ class LSTM:
         device: Optional[str] = None,
         dtype: Any = np.float32,
         num_threads: Optional[int] = None,
+        allow_tf32: bool = False,
     ) -> None:
         if (
             not isinstance(dropout, numbers.Number)
@@ -120,8 +126,8 @@ class LSTM:
                 f"num_layers={num_layers}",
                 stacklevel=2,
             )
-        if device not in (None, "cpu"):
-            raise ValueError(f"device: only 'cpu' is available in this build, got {device!r}")
+        cuda_index = _cuda_runtime.parse_device(device)
+        allow_tf32 = _check_bool(allow_tf32, "allow_tf32")
         if num_threads is None:
             num_threads = 0
         elif _check_int(num_threads, "num_threads") < 1:
@@ -143,7 +149,11 @@ class LSTM:
             int(num_threads),
         )
         d["_parameter_names"] = tuple(self._engine.parameter_names())
+        d["_device_engine"] = None  # the CUDA engine when the model is on a GPU
+        d["_allow_tf32"] = allow_tf32
         self.reset_parameters()
+        if cuda_index is not None:
+            self._move_to(cuda_index)
 
     # ----------------------------------------------------------------------------- properties
     @property
@@ -153,7 +163,48 @@ class LSTM:
 
     @property
     def device(self) -> str:
-        return "cpu"
+        """Where forward runs: ``"cpu"`` or ``"cuda:N"``."""
+        engine = self._device_engine
+        return "cpu" if engine is None else f"cuda:{engine.device}"
+
+    @property
+    def allow_tf32(self) -> bool:
+        """Whether the GPU's GEMMs may use TF32 tensor cores."""
+        return self._allow_tf32
+
+    def to(self, device: Any = None, *, allow_tf32: Optional[bool] = None) -> "LSTM":
+        """Moves the model to ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``) in place and returns
+        it, as torch's ``Module.to`` does. The weights stay the same; on failure (no GPU) the model
+        is unchanged and RuntimeError says why."""
+        if allow_tf32 is not None:
+            self.__dict__["_allow_tf32"] = _check_bool(allow_tf32, "allow_tf32")
+        index = _cuda_runtime.parse_device(device) if device is not None else (
+            None if self._device_engine is None else self._device_engine.device)
+        if index is None:
+            self.__dict__["_device_engine"] = None
+        elif (self._device_engine is None or self._device_engine.device != index
+              or self._device_engine.allow_tf32 != self._allow_tf32):
+            self._move_to(index)
+        return self
+
+    def cuda(self, device: Optional[int] = None) -> "LSTM":
+        """``to("cuda:device")`` (device 0 by default)."""
+        return self.to(f"cuda:{device or 0}")
+
+    def cpu(self) -> "LSTM":
+        return self.to("cpu")
+
+    def _move_to(self, index: int) -> None:
+        mod = _cuda_runtime.module()  # RuntimeError with the reason when CUDA is unavailable
+        if index >= _cuda_runtime.device_count():
+            raise ValueError(f"device: cuda:{index} does not exist ({_cuda_runtime.device_count()} CUDA device(s))")
+        engine_class = mod.LstmFloat32 if self._dtype == np.float32 else mod.LstmFloat64
+        engine = engine_class(
+            self.input_size, self.hidden_size, self.num_layers, self.bias, self.batch_first, self.bidirectional,
+            self.proj_size, index, self._allow_tf32, True,
+        )
+        engine.set_weights(list(self.named_parameters()))
+        self.__dict__["_device_engine"] = engine
 
     @property
     def num_threads(self) -> int:
@@ -266,12 +317,17 @@ class LSTM:
             # A fresh contiguous copy: the source may alias the parameter's own storage.
             arrays.append((name, np.array(array, dtype=self._dtype, order="C", copy=True)))
         self._engine.set_parameters(arrays)
+        if self._device_engine is not None:
+            self._device_engine.set_weights(list(self.named_parameters()))
 
     @classmethod
-    def from_torch(cls, module: Any, *, dtype: Any = None, num_threads: Optional[int] = None) -> "LSTM":
+    def from_torch(
+        cls, module: Any, *, dtype: Any = None, num_threads: Optional[int] = None, device: Any = None
+    ) -> "LSTM":
         """A fastlstm.LSTM with the configuration and weights of a ``torch.nn.LSTM``.
 
-        dtype defaults to the module's (float32 or float64; other float types become float32).
+        dtype defaults to the module's (float32 or float64; other float types become float32);
+        device to the module's (a module on a GPU gives a model on the same GPU).
         """
         if getattr(module, "mode", None) != "LSTM" or not hasattr(module, "weight_ih_l0"):
             raise TypeError(f"module: expected a torch.nn.LSTM, got {type(module).__name__}")
@@ -283,8 +339,10 @@ class LSTM:
                 module.input_size, module.hidden_size, module.num_layers, module.bias, module.batch_first,
                 module.dropout, module.bidirectional, module.proj_size, dtype=dtype, num_threads=num_threads,
             )
-        model.load_state_dict(module.state_dict())
-        return model
+        model.load_state_dict({k: v.detach().cpu() for k, v in module.state_dict().items()})
+        if device is None and str(module.weight_ih_l0.device).startswith("cuda"):
+            device = str(module.weight_ih_l0.device)
+        return model.to(device) if device is not None else model
 
     # ----------------------------------------------------------------------------- model file
     def save(self, path: Union[str, "os.PathLike[str]"]) -> None:
@@ -341,6 +399,8 @@ class LSTM:
         last step, in the caller's order. hx: (h_0, c_0), each (D * num_layers, N, H_out) and
         (D * num_layers, N, hidden_size), without N for unbatched input; zeros when omitted.
         """
+        if self._device_engine is not None:
+            return self._forward_cuda(input, hx)
         if is_packed_sequence(input):
             return self._forward_packed(input, hx)
         x = as_array(input, "input")
@@ -373,6 +433,8 @@ class LSTM:
         """A stream through this model: ``step(x_t)`` or ``stream(chunk)`` carry (h, c) across
         calls. Bidirectional models raise ValueError (the reverse direction needs the whole
         sequence)."""
+        if self._device_engine is not None:
+            raise ValueError(f"stream: streaming runs on the CPU; this model is on {self.device} (use .to('cpu'))")
         if self.bidirectional:
             raise ValueError(
                 "stream: needs a unidirectional model; the reverse direction of a bidirectional LSTM "
@@ -400,6 +462,67 @@ class LSTM:
             h_n, c_n = h_n[:, packed.unsorted_indices], c_n[:, packed.unsorted_indices]
         return PackedSequence(output, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices), (h_n, c_n)
 
+    # ----------------------------------------------------------------------------- CUDA
+    def _cuda_operand(self, value: Any, name: str) -> Any:
+        """A GPU array as the engine reads it in place, or a NumPy array (copied to the GPU)."""
+        if _cuda_runtime.is_device_array(value):
+            return _cuda_runtime.device_operand(value, name, self._device_engine.stream_handle)
+        return as_array(value, name)
+
+    def _forward_cuda(self, input: Any, hx: Any):
+        packed = is_packed_sequence(input)
+        if packed:
+            sequence = as_packed_sequence(input, data_reader=self._cuda_operand)
+            x = sequence.data
+            if x.ndim != 2:
+                raise InputError(f"input must have 2 dimensions, got {x.ndim}")
+            batch_sizes = [int(b) for b in sequence.batch_sizes]
+            batched, batch = True, batch_sizes[0]
+        else:
+            x = self._cuda_operand(input, "input")
+            if x.ndim not in (2, 3):
+                raise InputError(f"LSTM: Expected input to be 2D or 3D, got {x.ndim}D instead")
+            batched = x.ndim == 3
+            batch_sizes = None
+        self._check_dtype(x, "input")
+        if x.shape[-1] != self.input_size:
+            raise InputError(
+                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {x.shape[-1]}"
+            )
+        if not packed:
+            if not batched:
+                x = _insert_axis(x, 0 if self.batch_first else 1)
+            if (x.shape[1] if self.batch_first else x.shape[0]) == 0:
+                raise InputError("input: the sequence length (L) must be at least 1, got 0")
+            batch = x.shape[0] if self.batch_first else x.shape[1]
+        h_0 = c_0 = None
+        if hx is not None:
+            h_0, c_0 = self._check_hx(hx, batched, batch, self._cuda_operand)
+        on_device = isinstance(x, _cuda_runtime.DeviceOperand)
+        host = lambda a: a if a is None or isinstance(a, _cuda_runtime.DeviceOperand) else np.ascontiguousarray(a)  # noqa: E731
+        producers = {a.producer_stream for a in (x, h_0, c_0) if isinstance(a, _cuda_runtime.DeviceOperand)}
+        producers.discard(0)
+        if len(producers) > 1:
+            raise ValueError("input, hx: GPU arrays produced on different CUDA streams; synchronise them first")
+        output, h_n, c_n = self._device_engine.forward(
+            x.tensor if on_device else host(x),
+            None if h_0 is None else (h_0.tensor if isinstance(h_0, _cuda_runtime.DeviceOperand) else host(h_0)),
+            None if c_0 is None else (c_0.tensor if isinstance(c_0, _cuda_runtime.DeviceOperand) else host(c_0)),
+            batch_sizes,
+            None if not packed or sequence.sorted_indices is None else [int(i) for i in sequence.sorted_indices],
+            producers.pop() if producers else 0,
+            not on_device,
+        )
+        if not batched:
+            output = output.reshape((output.shape[1] if self.batch_first else output.shape[0], output.shape[2]))
+            h_n = h_n.reshape((h_n.shape[0], h_n.shape[2]))
+            c_n = c_n.reshape((c_n.shape[0], c_n.shape[2]))
+        if on_device:
+            output, h_n, c_n = (_cuda_runtime.wrap_output(a, x.framework) for a in (output, h_n, c_n))
+        if packed:
+            output = PackedSequence(output, sequence.batch_sizes, sequence.sorted_indices, sequence.unsorted_indices)
+        return output, (h_n, c_n)
+
     def _check_dtype(self, array: np.ndarray, name: str) -> None:
         if array.dtype != self._dtype:
             raise TypeError(
@@ -407,13 +530,14 @@ class LSTM:
                 f"silently), got {array.dtype}"
             )
 
-    def _check_hx(self, hx: Any, batched: bool, batch: int) -> Tuple[np.ndarray, np.ndarray]:
+    def _check_hx(self, hx: Any, batched: bool, batch: int, reader: Any = None) -> Tuple[np.ndarray, np.ndarray]:
         if not isinstance(hx, (tuple, list)) or len(hx) != 2:
             raise TypeError(
                 f"hx: expected a tuple (h_0, c_0) of two arrays, got {type(hx).__name__}"
                 + (f" of length {len(hx)}" if isinstance(hx, (tuple, list)) else "")
             )
-        h_0, c_0 = as_array(hx[0], "h_0"), as_array(hx[1], "c_0")
+        reader = reader or as_array
+        h_0, c_0 = reader(hx[0], "h_0"), reader(hx[1], "c_0")
         expected_dim = 3 if batched else 2
         if h_0.ndim != expected_dim or c_0.ndim != expected_dim:
             kind = "batched 3-D" if batched else "unbatched 2-D"
@@ -427,13 +551,15 @@ class LSTM:
         h_shape = (layers, batch, self.proj_size or self.hidden_size)
         c_shape = (layers, batch, self.hidden_size)
         if not batched:
-            h_0, c_0 = h_0[:, None], c_0[:, None]
+            h_0, c_0 = _insert_axis(h_0, 1), _insert_axis(c_0, 1)
         for name, array, shape in (("h_0", h_0, h_shape), ("c_0", c_0, c_shape)):
             if array.shape != shape:
                 shown = shape if batched else (shape[0], shape[2])
                 got = array.shape if batched else (array.shape[0], array.shape[2])
                 raise InputError(f"{name}: Expected hidden size {shown}, got {got}")
-        return engine_compatible(h_0), engine_compatible(c_0)
+        if isinstance(h_0, np.ndarray) and isinstance(c_0, np.ndarray):
+            return engine_compatible(h_0), engine_compatible(c_0)
+        return h_0, c_0
 
     # ----------------------------------------------------------------------------- misc
     def extra_repr(self) -> str:
@@ -461,15 +587,25 @@ class LSTM:
             bias=self.bias, batch_first=self.batch_first, dropout=self.dropout,
             bidirectional=self.bidirectional, proj_size=self.proj_size, dtype=self._dtype.name,
         )
+        if self._device_engine is not None:
+            config.update(device=self.device, allow_tf32=self._allow_tf32)
         return (_unpickle, (config, self.state_dict()))
 
 
 def _unpickle(config: dict, state_dict: Mapping[str, np.ndarray]) -> LSTM:
+    device = config.pop("device", None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = LSTM(**config)
     model.load_state_dict(state_dict)
-    return model
+    return model.to(device) if device is not None else model
+
+
+def _insert_axis(array: Any, axis: int) -> Any:
+    """`array` with a size-1 axis at `axis`: a NumPy view, or a GPU operand's view."""
+    if isinstance(array, np.ndarray):
+        return np.expand_dims(array, axis)
+    return array.unsqueeze(axis)
 
 
 def _torch_size(shape: Tuple[int, ...]) -> str:

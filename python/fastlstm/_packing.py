@@ -33,10 +33,11 @@ def is_packed_sequence(value: Any) -> bool:
     )
 
 
-def as_packed_sequence(value: Any) -> PackedSequence:
+def as_packed_sequence(value: Any, data_reader: Any = None) -> PackedSequence:
     """`value`'s fields as NumPy arrays, validated: batch_sizes positive, non-increasing and summing
-    to len(data); the indices permutations of the batch."""
-    data = as_array(value.data, "data")
+    to len(data); the indices permutations of the batch. `data_reader(data, name)` reads the data
+    (default: as a NumPy array; a CUDA model reads GPU data in place)."""
+    data = (data_reader or as_array)(value.data, "data")
     if data.ndim < 1:
         raise InputError(f"PackedSequence.data: expected at least 1 dimension, got {data.ndim}")
     batch_sizes = _as_indices(value.batch_sizes, "batch_sizes")
@@ -196,6 +197,8 @@ def _lengths(batch_sizes: np.ndarray) -> np.ndarray:
 
 
 def _as_indices(value: Any, name: str) -> np.ndarray:
+    if getattr(value, "is_cuda", False) or type(value).__module__.split(".")[0] == "cupy":
+        value = value.cpu() if hasattr(value, "cpu") else value.get()  # small index arrays on a GPU
     array = np.asarray(as_array(value, name) if hasattr(value, "__dlpack__") else value)
     if array.dtype == object or not (np.issubdtype(array.dtype, np.integer) or array.size == 0):
         raise TypeError(f"{name}: expected integers, got dtype {array.dtype}")
