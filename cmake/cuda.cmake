@@ -10,8 +10,10 @@ enable_language(CUDA)
 find_package(CUDAToolkit REQUIRED)
 set(_fastlstm_cuda_major ${CUDAToolkit_VERSION_MAJOR})
 
+# Every folder on the build Python's sys.path: pip installs the backend's extra requirements (here
+# nvidia-cublas) into a build-environment prefix that only sys.path names.
 execute_process(
-  COMMAND "${Python_EXECUTABLE}" -c "import sysconfig, sys; sys.stdout.write(sysconfig.get_paths()['purelib'] + ';' + sysconfig.get_paths()['platlib'])"
+  COMMAND "${Python_EXECUTABLE}" -c "import sys; sys.stdout.write(';'.join(p for p in sys.path if p))"
   OUTPUT_VARIABLE _fastlstm_site_dirs ERROR_QUIET)
 set(_fastlstm_cublas_roots ${FASTLSTM_CUBLAS_ROOT})
 foreach(site IN LISTS _fastlstm_site_dirs CMAKE_PREFIX_PATH)

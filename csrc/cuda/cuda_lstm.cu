@@ -357,6 +357,7 @@ struct CudaLstm<T>::Impl {
   struct Plan {
     int runs = 0;
     cudaGraphExec_t graph = nullptr;
+    bool capture_failed = false;  // then this shape always runs directly
   };
 
   LstmConfig config;
@@ -371,6 +372,17 @@ struct CudaLstm<T>::Impl {
   std::map<std::vector<int64_t>, Plan> plans;
 
   Impl(const LstmConfig& config_, const CudaOptions& options_) : config(config_), options(options_) {
+    try {
+      create();
+    } catch (...) {
+      release();  // a destructor does not run for a half-built object
+      throw;
+    }
+  }
+
+  ~Impl() { release(); }
+
+  void create() {
     DeviceGuard guard(options.device);
     const int capability = compute_capability(options.device);
     if (capability < kMinComputeCapability) {
@@ -395,7 +407,7 @@ struct CudaLstm<T>::Impl {
     allocate_weights();
   }
 
-  ~Impl() {
+  void release() noexcept {
     int previous = 0;
     const bool switch_device = cudaGetDevice(&previous) == cudaSuccess && previous != options.device;
     if (switch_device) (void)cudaSetDevice(options.device);
@@ -403,9 +415,12 @@ struct CudaLstm<T>::Impl {
     for (int s = 0; s < 2; ++s) {
       if (blas[s]) (void)cublasDestroy(blas[s]);
       if (streams[s]) (void)cudaStreamDestroy(streams[s]);
+      blas[s] = nullptr;
+      streams[s] = nullptr;
     }
-    for (cudaEvent_t event : {fork, join, producer_done}) {
-      if (event) (void)cudaEventDestroy(event);
+    for (cudaEvent_t* event : {&fork, &join, &producer_done}) {
+      if (*event) (void)cudaEventDestroy(*event);
+      *event = nullptr;
     }
     layers.clear();
     if (switch_device) (void)cudaSetDevice(previous);
@@ -554,27 +569,43 @@ struct CudaLstm<T>::Impl {
       plans.clear();
     }
     Plan& plan = plans[s.key()];
-    if (!options.use_graphs || plan.runs++ == 0) {
+    // The first run is direct: it also loads every kernel it uses (lazily loaded modules must not
+    // load during a capture).
+    if (!options.use_graphs || plan.capture_failed || plan.runs++ == 0) {
       enqueue(s);
       return;
     }
+    if (!plan.graph) plan.graph = capture(s);
     if (!plan.graph) {
-      FASTLSTM_CHECK(cudaStreamBeginCapture(streams[0], cudaStreamCaptureModeThreadLocal));
-      cudaGraph_t graph = nullptr;
-      try {
-        enqueue(s);
-      } catch (...) {
-        (void)cudaStreamEndCapture(streams[0], &graph);
-        if (graph) (void)cudaGraphDestroy(graph);
-        (void)cudaGetLastError();
-        throw;
-      }
-      FASTLSTM_CHECK(cudaStreamEndCapture(streams[0], &graph));
-      const cudaError_t status = cudaGraphInstantiate(&plan.graph, graph, 0);
-      (void)cudaGraphDestroy(graph);
-      check(status, "cudaGraphInstantiate");
+      plan.capture_failed = true;
+      enqueue(s);
+      return;
     }
     FASTLSTM_CHECK(cudaGraphLaunch(plan.graph, streams[0]));
+  }
+
+  // The time loop of `s` as an executable graph; nullptr when capturing fails (then it runs
+  // directly, as on its first run).
+  cudaGraphExec_t capture(const Shape& s) {
+    if (cudaStreamBeginCapture(streams[0], cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return nullptr;
+    }
+    cudaGraph_t graph = nullptr;
+    bool enqueued = true;
+    try {
+      enqueue(s);
+    } catch (const Error&) {
+      enqueued = false;
+    }
+    const cudaError_t ended = cudaStreamEndCapture(streams[0], &graph);
+    cudaGraphExec_t exec = nullptr;
+    if (enqueued && ended == cudaSuccess && graph && cudaGraphInstantiate(&exec, graph, 0) != cudaSuccess) {
+      exec = nullptr;
+    }
+    if (graph) (void)cudaGraphDestroy(graph);
+    (void)cudaGetLastError();
+    return exec;
   }
 
   // dst (contiguous, the operand's shape) = the operand, its rows (dim 1) picked by `index`.

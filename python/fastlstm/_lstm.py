@@ -201,7 +201,7 @@ class LSTM:
         engine_class = mod.LstmFloat32 if self._dtype == np.float32 else mod.LstmFloat64
         engine = engine_class(
             self.input_size, self.hidden_size, self.num_layers, self.bias, self.batch_first, self.bidirectional,
-            self.proj_size, index, self._allow_tf32, True,
+            self.proj_size, index, self._allow_tf32, os.environ.get("FASTLSTM_CUDA_GRAPHS", "1") != "0",
         )
         engine.set_weights(list(self.named_parameters()))
         self.__dict__["_device_engine"] = engine

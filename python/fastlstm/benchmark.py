@@ -115,6 +115,19 @@ CASES: Dict[str, Case] = {
 }
 
 
+# The GPU cases (python -m fastlstm bench --device cuda), with S3 and S4 of the CPU table.
+GPU_CASES: Dict[str, Case] = {
+    c.name: c
+    for c in (
+        Case("G1", 1, 100, 1024, 1024, num_layers=2),
+        Case("G64", 64, 100, 1024, 1024, num_layers=2),
+        Case("G256", 256, 100, 1024, 1024, num_layers=2),
+        CASES["S3"],
+        CASES["S4"],
+    )
+}
+
+
 # --------------------------------------------------------------------------------------- timing
 def _time_once(fn: Callable[[], Any], number: int) -> float:
     start = time.perf_counter()
@@ -833,19 +846,25 @@ def _int_list(text: str) -> List[int]:
 
 
 def _case_list(text: str) -> List[str]:
+    known = {**CASES, **GPU_CASES}
     names = [v.strip().upper() for v in text.split(",") if v.strip()]
-    unknown = [n for n in names if n not in CASES]
+    unknown = [n for n in names if n not in known]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
-            f"unknown case(s) {', '.join(unknown) or text!r}; choose from {', '.join(CASES)}"
+            f"unknown case(s) {', '.join(unknown) or text!r}; choose from {', '.join(known)}"
         )
     return names
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     cases = "; ".join(f"{c.name}: {c.describe()}" for c in CASES.values())
-    parser.add_argument("--cases", type=_case_list, default=list(CASES),
-                        help=f"comma-separated cases (default: all). {cases}")
+    gpu_cases = ", ".join(f"{c.name}: {c.describe()}" for c in GPU_CASES.values() if c.name.startswith("G"))
+    parser.add_argument("--cases", type=_case_list, default=None,
+                        help=f"comma-separated cases (default: all of the device's). CPU: {cases}. "
+                             f"GPU: {gpu_cases}; S3, S4")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="cpu (default): against torch and ONNX Runtime on the CPU; cuda: against "
+                             "torch's cuDNN LSTM on the first GPU")
     parser.add_argument("--threads", type=_int_list, default=None,
                         help="comma-separated thread counts; each case runs at each "
                              "(default: fastlstm's default, every core)")
@@ -861,6 +880,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Runs the benchmark; returns the exit status (1 when an output check failed)."""
+    if args.device == "cuda":
+        from .benchmark_cuda import run as run_cuda
+
+        return run_cuda(args)
+    if args.cases is None:
+        args.cases = list(CASES)
+    gpu_only = [name for name in args.cases if name not in CASES]
+    if gpu_only:
+        print(f"error: {', '.join(gpu_only)}: GPU case(s); run them with --device cuda", file=sys.stderr)
+        return 2
     with warnings.catch_warnings():
         # torch: "LSTM with projections is not supported with oneDNN" (S6), once per process
         warnings.filterwarnings("ignore", message=".*not supported with oneDNN.*")
