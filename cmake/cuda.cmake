@@ -36,7 +36,7 @@ add_library(fastlstm_cuda STATIC csrc/cuda/cuda_lstm.cu)
 set_target_properties(fastlstm_cuda PROPERTIES CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON
   POSITION_INDEPENDENT_CODE ON CUDA_VISIBILITY_PRESET hidden CXX_VISIBILITY_PRESET hidden)
 target_include_directories(fastlstm_cuda PRIVATE ${FASTLSTM_CUBLAS_INCLUDE_DIR})
-target_link_libraries(fastlstm_cuda PUBLIC fastlstm PRIVATE CUDA::cudart_static ${FASTLSTM_CUBLAS_LIBRARY})
+target_link_libraries(fastlstm_cuda PUBLIC ${FASTLSTM_PYTHON_CORE} PRIVATE CUDA::cudart_static ${FASTLSTM_CUBLAS_LIBRARY})
 # 554: TensorView<const T>'s conversion to TensorView<const T> is never called (by design).
 target_compile_options(fastlstm_cuda PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall --diag-suppress=554>)
 

@@ -255,7 +255,12 @@ void bind_model_file(py::module_& m) {
 
 }  // namespace
 
-PYBIND11_MODULE(_core, m) {
+// The same binding is built twice on x86-64: _core (AVX2) and _core_baseline (see CMakeLists.txt).
+#ifndef FASTLSTM_MODULE_NAME
+#define FASTLSTM_MODULE_NAME _core
+#endif
+
+PYBIND11_MODULE(FASTLSTM_MODULE_NAME, m) {
   m.doc() = "fastlstm's compiled core (use fastlstm.LSTM)";
   // pybind11 tries the most recently registered translator first: the derived class goes last.
   py::register_exception<fastlstm::Error>(m, "Error", PyExc_RuntimeError);

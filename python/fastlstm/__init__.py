@@ -9,17 +9,8 @@
 
 from __future__ import annotations
 
-from ._cpu import missing_features as _missing_features
-
-_missing = _missing_features()
-if _missing:
-    raise ImportError(
-        "fastlstm's compiled core needs a CPU with " + ", ".join(_missing).upper() + " (x86-64-v3), "
-        "which this CPU lacks. Build from source with -C cmake.define.FASTLSTM_NATIVE_ISA=OFF to run "
-        "on this machine."
-    )
-
-from . import _core, _cuda_runtime  # noqa: E402
+from ._native import core as _core  # the AVX2 core, or the baseline one on an older CPU
+from . import _cuda_runtime  # noqa: E402
 from ._errors import InputError  # noqa: E402
 from ._lstm import LSTM, IncompatibleKeys  # noqa: E402
 from ._stream import LSTMStream  # noqa: E402

@@ -78,7 +78,7 @@ def print_cmake_dir() -> int:
     """Print where the wheel's CMake package is: the C++ headers and library install next to the
     compiled module (site-packages/fastlstm/{include,lib}), which an editable install keeps apart
     from the Python sources."""
-    from fastlstm import _core
+    from fastlstm._native import core as _core
 
     for package_dir in [Path(_core.__file__).parent, *map(Path, fastlstm.__path__)]:
         config = package_dir / "lib" / "cmake" / "fastlstm" / "fastlstmConfig.cmake"

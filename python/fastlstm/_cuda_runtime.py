@@ -4,6 +4,7 @@ needs CUDA libraries), says why CUDA is unavailable, and converts GPU arrays tha
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import threading
 from typing import Any, Optional, Tuple
@@ -19,15 +20,15 @@ _KDL_CUDA, _KDL_CUDA_MANAGED = 2, 13
 def _load() -> Tuple[Any, int, str]:
     global _loaded
     with _lock:
+        if _loaded is None and importlib.util.find_spec(f"{__package__}._cuda") is None:
+            _loaded = (None, 0, "this fastlstm was built without CUDA (rebuild with "
+                                "pip install '.[cuda]' -C cmake.define.FASTLSTM_CUDA=ON)")
         if _loaded is None:
             try:
                 from . import _cuda
             except ImportError as error:
                 text = str(error)
-                if "No module named" in text:
-                    reason = ("this fastlstm was built without CUDA (rebuild with "
-                              "pip install '.[cuda]' -C cmake.define.FASTLSTM_CUDA=ON)")
-                elif "cublas" in text.lower():
+                if "cublas" in text.lower():
                     reason = f"cuBLAS could not be loaded ({text}); pip install 'nvidia-cublas>=13,<14'"
                 else:
                     reason = f"the CUDA module could not be loaded: {text}"

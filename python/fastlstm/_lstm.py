@@ -11,7 +11,8 @@ from typing import Any, Iterator, Mapping, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
-from . import _core, _cuda_runtime, _model_file
+from . import _cuda_runtime, _model_file
+from ._native import core as _core
 from ._arrays import as_array, engine_compatible, resolve_dtype
 from ._errors import InputError
 from ._packing import PackedSequence, as_packed_sequence, is_packed_sequence

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Type
 
 import numpy as np
 
-from . import _core
+from ._native import core as _core
 from ._arrays import as_array, resolve_dtype
 
 if TYPE_CHECKING:
