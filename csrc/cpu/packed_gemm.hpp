@@ -33,10 +33,8 @@ class PackedWeights {
     Eigen::internal::computeProductBlockingSizes<T, T, 1, Index>(kc_, mc_, nc_, 1);
     kc_ = std::max<Index>(kc_, 1);
     mc_ = std::max<Index>(mc_, 1);
-    rows_.resize(static_cast<size_t>(m * k));
-    for (Index i = 0; i < m; ++i) std::copy_n(a + i * lda, k, rows_.data() + i * k);
     panels_.resize(static_cast<size_t>(m * k));
-    LhsMapper lhs(rows_.data(), k);
+    LhsMapper lhs(a, lda);
     PackLhs pack_lhs;
     for (Index k2 = 0; k2 < k; k2 += kc_) {
       const Index kc = std::min(k2 + kc_, k) - k2;
@@ -56,13 +54,8 @@ class PackedWeights {
   // workspace_size(n) elements. Allocates nothing.
   void multiply_accumulate(const T* b, Index ldb, Index n, T* c, Index ldc, T* workspace) const {
     if (m_ == 0 || n == 0) return;
-    if (n == 1) {  // one activation row: a matrix-vector product on the row-major weights
-      using Rhs = Eigen::internal::const_blas_data_mapper<T, Index, Eigen::ColMajor>;
-      Eigen::internal::general_matrix_vector_product<Index, T, LhsMapper, Eigen::RowMajor, false, T, Rhs,
-                                                     false>::run(m_, k_, LhsMapper(rows_.data(), k_),
-                                                                 Rhs(b, 1), c, 1, T(1));
-      return;
-    }
+    // One activation row (n == 1) takes the same path: GEBP's one-column loop over the packed
+    // panels streams them as fast as a row-major GEMV (measured: S1, S7 equal, S2 ~10 % faster).
     RhsMapper rhs(b, ldb);
     ResMapper res(c, ldc);
     PackRhs pack_rhs;
@@ -92,8 +85,7 @@ class PackedWeights {
   using Gebp = Eigen::internal::gebp_kernel<T, T, Index, ResMapper, Traits::mr, Traits::nr, false, false>;
 
   Index m_ = 0, k_ = 0, kc_ = 1, mc_ = 1, nc_ = 1;
-  AlignedVector<T> rows_;    // row-major copy, for the matrix-vector case
-  AlignedVector<T> panels_;  // GEBP panels: for each k-panel, for each m-block
+  AlignedVector<T> panels_;  // GEBP panels: for each k-panel, for each m-block (the only copy kept)
 };
 
 }  // namespace fastlstm::cpu
