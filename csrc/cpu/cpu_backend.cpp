@@ -8,9 +8,13 @@
 //  2. The recurrence. Gate rows are pre-permuted so that each block of kBlock hidden units holds
 //     its four gates side by side; a thread owns whole blocks, adds h_{t-1} W_hh^T to its gate
 //     columns and applies the cell update at once. One barrier per step (two with proj_size:
-//     the projection needs every unit of the step). Both directions advance in the same step.
+//     the projection needs every unit of the step). Both directions advance in the same step;
+//     when each direction has a thread of its own, the threads run them without barriers.
 // h_{t-1} is read back from the output written at the previous step, so a row whose sequence has
 // ended (packed input) simply stops being updated and keeps its final state.
+// A bidirectional stack runs layer by layer (layer k's reverse direction needs all of layer
+// k - 1); a unidirectional one chunk by chunk through all layers, so that only a chunk of
+// activations lies between layers.
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -88,6 +92,21 @@ class CpuBackend final : public Backend<T> {
       }
       shares_.push_back(share);
     }
+    // When every direction belongs wholly to one thread (2 threads, bidirectional), its steps read
+    // only what that thread wrote: the directions run side by side without a barrier per step.
+    for (int64_t dir = 0; dir < D; ++dir) {
+      int owners = 0;
+      for (const ThreadShare& share : shares_) {
+        const bool all_blocks = share.blocks[dir] == std::make_pair(int64_t(0), nblocks);
+        const bool projects = config.proj_size > 0;
+        const bool all_outputs = !projects || share.outputs[dir] == std::make_pair(int64_t(0), P);
+        const bool some = share.blocks[dir].first < share.blocks[dir].second ||
+                          (projects && share.outputs[dir].first < share.outputs[dir].second);
+        if (some && !(all_blocks && all_outputs)) owners = 2;  // shared with another thread
+        owners += some;
+      }
+      if (owners > 1) step_barriers_ = true;
+    }
   }
 
   int num_threads() const override { return pool_.size(); }
@@ -148,26 +167,12 @@ class CpuBackend final : public Backend<T> {
     if (steps == 0 || batch == 0) return;
 
     const int64_t D = config_.num_directions(), H = config_.hidden_size, P = config_.output_size();
+    const int64_t L = config_.num_layers;
     const int64_t* step_starts = request.step_starts;
     const int64_t rows = step_starts ? step_starts[steps - 1] + batch_sizes[steps - 1] : steps * batch;
 
-    // Between layers the activations are compact: time-major, or packed like the input.
-    auto compact_layout = [&](int64_t width) {
-      RowLayout layout;
-      layout.row_stride = width;
-      layout.time_stride = batch * width;
-      layout.step_starts = step_starts;
-      return layout;
-    };
-    const size_t hidden_rows = static_cast<size_t>(rows * D * P);
-    // Layer k writes buffer k % 2 and reads buffer (k - 1) % 2; the last layer writes the output.
-    for (int64_t buffer = 0; buffer < 2; ++buffer) {
-      const bool used = buffer < config_.num_layers - 1;
-      layer_outputs_[buffer].resize(used ? hidden_rows : 0);
-      if (!used) layer_outputs_[buffer].shrink_to_fit();
-    }
-    cell_.resize(static_cast<size_t>(D * batch * H));
-    initial_hidden_.resize(static_cast<size_t>(D * batch * P));
+    cell_.resize(static_cast<size_t>(L * D * batch * H));
+    initial_hidden_.resize(static_cast<size_t>(L * D * batch * P));
     projected_input_.resize(static_cast<size_t>(D * batch * H));
     last_step_.resize(static_cast<size_t>(batch));
     for (int64_t n = 0; n < batch; ++n) {
@@ -176,27 +181,14 @@ class CpuBackend final : public Backend<T> {
       while (length < steps && batch_sizes[length] > n) ++length;
       last_step_[static_cast<size_t>(n)] = length - 1;
     }
-
-    // Each thread's packing buffer for the activations of its products.
-    scratch_.resize(shares_.size());
-    for (size_t thread = 0; thread < shares_.size(); ++thread) {
-      int64_t size = 0;
-      for (const PreparedLayer& layer : layers_) {
-        const ThreadWeights& mine = layer.threads[thread];
-        size = std::max({size, mine.w_ih[0].workspace_size(rows), mine.w_ih[1].workspace_size(rows),
-                         mine.w_hh[0].workspace_size(batch),
-                         mine.w_hh[1].workspace_size(batch), mine.w_hr[0].workspace_size(batch),
-                         mine.w_hr[1].workspace_size(batch)});
-      }
-      scratch_[thread].resize(static_cast<size_t>(size));
-    }
+    reserve_scratch(rows, batch);
 
     const T* input = request.input;
     RowLayout input_rows = request.input_rows;
     if (request.input_feature_stride != 1) {
       // The GEMM kernels need unit stride along features: gather once into a compact copy.
       input_copy_.resize(static_cast<size_t>(rows * config_.input_size));
-      const RowLayout compact = compact_layout(config_.input_size);
+      const RowLayout compact = compact_layout(request, config_.input_size);
       for (int64_t t = 0; t < steps; ++t) {
         for (int64_t n = 0; n < batch_sizes[t]; ++n) {
           const T* src = input + input_rows.offset(t) + n * input_rows.row_stride;
@@ -208,18 +200,106 @@ class CpuBackend final : public Backend<T> {
       input_rows = compact;
     }
 
+    if (D == 1 && L > 1) {
+      forward_chunk_by_chunk(request, rows, input, input_rows);
+    } else {
+      forward_layer_by_layer(request, rows, input, input_rows);
+    }
+  }
+
+ private:
+  // Between layers the activations are compact: time-major, or packed like the input.
+  static RowLayout compact_layout(const ForwardRequest<T>& request, int64_t width) {
+    RowLayout layout;
+    layout.row_stride = width;
+    layout.time_stride = request.batch_sizes.batch * width;
+    layout.step_starts = request.step_starts;
+    return layout;
+  }
+
+  // Each thread's packing buffer for the activations of its products.
+  void reserve_scratch(int64_t rows, int64_t batch) {
+    scratch_.resize(shares_.size());
+    for (size_t thread = 0; thread < shares_.size(); ++thread) {
+      int64_t size = 0;
+      for (const PreparedLayer& layer : layers_) {
+        const ThreadWeights& mine = layer.threads[thread];
+        size = std::max({size, mine.w_ih[0].workspace_size(rows), mine.w_ih[1].workspace_size(rows),
+                         mine.w_hh[0].workspace_size(batch), mine.w_hh[1].workspace_size(batch),
+                         mine.w_hr[0].workspace_size(batch), mine.w_hr[1].workspace_size(batch)});
+      }
+      scratch_[thread].resize(static_cast<size_t>(size));
+    }
+  }
+
+  // Each layer over the whole sequence, then the next: what a bidirectional stack needs (the
+  // reverse direction of layer k starts from the end of layer k - 1's output). Layer k writes
+  // buffer k % 2 and reads buffer (k - 1) % 2; the last layer writes the output.
+  void forward_layer_by_layer(const ForwardRequest<T>& request, int64_t rows, const T* input, RowLayout input_rows) {
+    const int64_t steps = request.batch_sizes.steps;
+    const int64_t width = config_.num_directions() * config_.output_size();
+    layer_outputs_.resize(2);
+    for (size_t buffer = 0; buffer < 2; ++buffer) {
+      const bool used = static_cast<int64_t>(buffer) < config_.num_layers - 1;
+      layer_outputs_[buffer].resize(used ? static_cast<size_t>(rows * width) : 0);
+      if (!used) layer_outputs_[buffer].shrink_to_fit();
+    }
     for (int64_t layer = 0; layer < config_.num_layers; ++layer) {
       const bool last = layer + 1 == config_.num_layers;
       T* output = last ? request.output : layer_outputs_[static_cast<size_t>(layer % 2)].data();
-      const RowLayout output_rows = last ? request.output_rows : compact_layout(D * P);
-      LayerRun run{*this, layer, request, batch_sizes, steps, batch, rows, input, input_rows, output, output_rows};
+      const RowLayout output_rows = last ? request.output_rows : compact_layout(request, width);
+      LayerRun run{*this, layer, request, request.batch_sizes, steps, request.batch_sizes.batch, rows,
+                   input, input_rows, output, output_rows, 0, steps};
       run.execute();
       input = output;
       input_rows = output_rows;
     }
   }
 
- private:
+  // A unidirectional stack runs a chunk of steps through every layer before the next chunk, so
+  // that between layers only a chunk of activations is kept (plus the step before it, which the
+  // next chunk's recurrence reads): memory O(N * H) per layer instead of O(L * N * H), and
+  // layer k + 1 reads layer k's output while it is still in cache.
+  void forward_chunk_by_chunk(const ForwardRequest<T>& request, int64_t rows, const T* input,
+                              RowLayout input_rows) {
+    const StepSizes& batch_sizes = request.batch_sizes;
+    const int64_t steps = batch_sizes.steps, batch = batch_sizes.batch, P = config_.output_size();
+    const int64_t num_buffers = config_.num_layers - 1;
+    const int64_t chunk = LayerRun::chunk_steps(input_rows, batch, steps, steps);
+    layer_outputs_.resize(static_cast<size_t>(num_buffers));
+    for (auto& buffer : layer_outputs_) buffer.resize(static_cast<size_t>((chunk + 1) * batch * P));
+    std::vector<RowLayout> buffer_rows(static_cast<size_t>(num_buffers), compact_layout(request, P));
+
+    for (int64_t c0 = 0; c0 < steps; c0 += chunk) {
+      const int64_t c1 = std::min(steps, c0 + chunk);
+      const T* layer_input = input;
+      RowLayout layer_input_rows = input_rows;
+      for (int64_t layer = 0; layer < config_.num_layers; ++layer) {
+        const bool last = layer + 1 == config_.num_layers;
+        T* output = request.output;
+        RowLayout output_rows = request.output_rows;
+        if (!last) {
+          AlignedVector<T>& buffer = layer_outputs_[static_cast<size_t>(layer)];
+          RowLayout& rows_of = buffer_rows[static_cast<size_t>(layer)];
+          if (c0 > 0) {
+            // The buffer now starts at step c0 - 1: the previous chunk's last step moves to the front.
+            const T* previous = buffer.data() + rows_of.offset(c0 - 1);
+            std::copy(previous, previous + batch_sizes[c0 - 1] * P, buffer.data());
+            rows_of.origin = 0;
+            rows_of.origin = rows_of.offset(c0 - 1);
+          }
+          output = buffer.data();
+          output_rows = rows_of;
+        }
+        LayerRun run{*this, layer, request, batch_sizes, steps, batch, rows,
+                     layer_input, layer_input_rows, output, output_rows, c0, c1};
+        run.execute();
+        layer_input = output;
+        layer_input_rows = output_rows;
+      }
+    }
+  }
+
   // What one thread computes, fixed for the model's life so that its weights stay packed (and,
   // for small models, resident in its core's cache).
   struct ThreadShare {
@@ -252,61 +332,7 @@ class CpuBackend final : public Backend<T> {
     RowLayout input_rows;
     T* output;
     RowLayout output_rows;
-
-    const LstmConfig& config() const { return self.config_; }
-    const PreparedLayer& weights() const { return self.layers_[static_cast<size_t>(layer)]; }
-
-    void execute() {
-      const int64_t D = config().num_directions();
-      load_initial_state();
-
-      const bool packed = input_rows.step_starts != nullptr;
-      const bool time_major = packed || batch == 1 || input_rows.time_stride == batch * input_rows.row_stride;
-      const bool batch_major = !time_major && steps > 1 && input_rows.row_stride == steps * input_rows.time_stride;
-      int64_t chunk = std::clamp<int64_t>((kChunkRows + batch - 1) / batch, 1, steps);
-      if (batch_major) chunk = std::min(steps, std::max(chunk, kBatchMajorChunkSteps));
-      const size_t gate_size = static_cast<size_t>(chunk * batch * D * 4 * config().hidden_size);
-      if (self.gates_.size() < gate_size) self.gates_.resize(gate_size);
-      ChunkPlan plan{packed, time_major, batch_major};
-
-      auto task = [&](int thread) {
-        const ThreadShare& share = self.shares_[static_cast<size_t>(thread)];
-        const ThreadWeights& mine = weights().threads[static_cast<size_t>(thread)];
-        T* scratch = self.scratch_[static_cast<size_t>(thread)].data();
-        RowLayout gate_rows[2];
-        for (int64_t c0 = 0; c0 < steps; c0 += chunk) {
-          const int64_t c1 = std::min(steps, c0 + chunk);
-          // 1. Input projections of the chunk's steps (the reverse direction's chunk runs backwards
-          //    from the end), this thread's gate columns: the ones its recurrence reads.
-          for (int64_t dir = 0; dir < D; ++dir) {
-            const int64_t t0 = dir == 0 ? c0 : steps - c1, t1 = dir == 0 ? c1 : steps - c0;
-            gate_rows[dir] = plan.gate_layout(*this, t0, t1);
-            const auto [lo, hi] = share.direction_columns(dir, config().hidden_size);
-            if (lo < hi) project_inputs(plan, t0, t1, lo, hi, mine.w_ih[dir], scratch);
-          }
-          // 2. The recurrence over the chunk: this thread's gate blocks of each direction.
-          for (int64_t s = c0; s < c1; ++s) {
-            for (int64_t dir = 0; dir < D; ++dir) {
-              const auto [b0, b1] = share.blocks[dir];
-              if (b0 < b1) {
-                step_blocks(dir, dir == 0 ? s : steps - 1 - s, b0, b1, self.gates_.data(), gate_rows[dir],
-                            mine.w_hh[dir], scratch);
-              }
-            }
-            self.pool_.barrier();
-            if (config().proj_size > 0) {
-              for (int64_t dir = 0; dir < D; ++dir) {
-                const auto [q0, q1] = share.outputs[dir];
-                if (q0 < q1) project(dir, dir == 0 ? s : steps - 1 - s, q0, q1, mine.w_hr[dir], scratch);
-              }
-              self.pool_.barrier();
-            }
-          }
-        }
-      };
-      self.pool_.run(task);
-      store_final_state();
-    }
+    int64_t s0, s1;  // the steps this run computes (a chunk of them, or all)
 
     // How the input's rows map to GEMMs and to the chunk's gate buffer.
     struct ChunkPlan {
@@ -331,6 +357,73 @@ class CpuBackend final : public Backend<T> {
         return layout;
       }
     };
+
+    const LstmConfig& config() const { return self.config_; }
+    const PreparedLayer& weights() const { return self.layers_[static_cast<size_t>(layer)]; }
+
+    // How the input's rows are laid out: time-major (and packed) rows project a chunk of steps in
+    // one GEMM; batch-major ones (batch_first) one sequence at a time.
+    static ChunkPlan plan_for(const RowLayout& input_rows, int64_t batch, int64_t steps) {
+      const bool packed = input_rows.step_starts != nullptr;
+      const bool time_major = packed || batch == 1 || input_rows.time_stride == batch * input_rows.row_stride;
+      const bool batch_major = !time_major && steps > 1 && input_rows.row_stride == steps * input_rows.time_stride;
+      return ChunkPlan{packed, time_major, batch_major};
+    }
+
+    // Steps per chunk of input projections, at most `span`.
+    static int64_t chunk_steps(const RowLayout& input_rows, int64_t batch, int64_t steps, int64_t span) {
+      int64_t chunk = std::clamp<int64_t>((kChunkRows + batch - 1) / batch, 1, span);
+      if (plan_for(input_rows, batch, steps).batch_major) chunk = std::min(span, std::max(chunk, kBatchMajorChunkSteps));
+      return chunk;
+    }
+
+    void execute() {
+      const int64_t D = config().num_directions();
+      if (s0 == 0) load_initial_state();
+
+      const ChunkPlan plan = plan_for(input_rows, batch, steps);
+      const int64_t chunk = chunk_steps(input_rows, batch, steps, s1 - s0);
+      const size_t gate_size = static_cast<size_t>(chunk * batch * D * 4 * config().hidden_size);
+      if (self.gates_.size() < gate_size) self.gates_.resize(gate_size);
+
+      auto task = [&](int thread) {
+        const ThreadShare& share = self.shares_[static_cast<size_t>(thread)];
+        const ThreadWeights& mine = weights().threads[static_cast<size_t>(thread)];
+        T* scratch = self.scratch_[static_cast<size_t>(thread)].data();
+        RowLayout gate_rows[2];
+        for (int64_t c0 = s0; c0 < s1; c0 += chunk) {
+          const int64_t c1 = std::min(s1, c0 + chunk);
+          // 1. Input projections of the chunk's steps (the reverse direction's chunk runs backwards
+          //    from the end), this thread's gate columns: the ones its recurrence reads.
+          for (int64_t dir = 0; dir < D; ++dir) {
+            const int64_t t0 = dir == 0 ? c0 : steps - c1, t1 = dir == 0 ? c1 : steps - c0;
+            gate_rows[dir] = plan.gate_layout(*this, t0, t1);
+            const auto [lo, hi] = share.direction_columns(dir, config().hidden_size);
+            if (lo < hi) project_inputs(plan, t0, t1, lo, hi, mine.w_ih[dir], scratch);
+          }
+          // 2. The recurrence over the chunk: this thread's gate blocks of each direction.
+          for (int64_t s = c0; s < c1; ++s) {
+            for (int64_t dir = 0; dir < D; ++dir) {
+              const auto [b0, b1] = share.blocks[dir];
+              if (b0 < b1) {
+                step_blocks(dir, dir == 0 ? s : steps - 1 - s, b0, b1, self.gates_.data(), gate_rows[dir],
+                            mine.w_hh[dir], scratch);
+              }
+            }
+            if (self.step_barriers_) self.pool_.barrier();
+            if (config().proj_size > 0) {
+              for (int64_t dir = 0; dir < D; ++dir) {
+                const auto [q0, q1] = share.outputs[dir];
+                if (q0 < q1) project(dir, dir == 0 ? s : steps - 1 - s, q0, q1, mine.w_hr[dir], scratch);
+              }
+              if (self.step_barriers_) self.pool_.barrier();
+            }
+          }
+        }
+      };
+      self.pool_.run(task);
+      store_final_state();
+    }
 
     // gates[steps t0..t1, columns lo..hi) = bias + x W_ih^T, in plan.gate_layout's row order.
     void project_inputs(const ChunkPlan& plan, int64_t t0, int64_t t1, int64_t lo, int64_t hi,
@@ -366,8 +459,8 @@ class CpuBackend final : public Backend<T> {
       for (int64_t dir = 0; dir < D; ++dir) {
         const int64_t index = layer * D + dir;
         for (int64_t n = 0; n < batch; ++n) {
-          T* h = self.initial_hidden_.data() + (dir * batch + n) * P;
-          T* c = self.cell_.data() + (dir * batch + n) * H;
+          T* h = self.initial_hidden_.data() + (index * batch + n) * P;
+          T* c = self.cell_.data() + (index * batch + n) * H;
           if (!state) {
             std::fill_n(h, P, T(0));
             std::fill_n(c, H, T(0));
@@ -388,7 +481,8 @@ class CpuBackend final : public Backend<T> {
       const int64_t active = batch_sizes[t];
       const int64_t col0 = 4 * b0 * kBlock;
       T* step_gates = gates + gate_rows.offset(t) + dir * 4 * H;
-      const T* initial = self.initial_hidden_.data() + dir * batch * P;
+      const int64_t index = layer * config().num_directions() + dir;
+      const T* initial = self.initial_hidden_.data() + index * batch * P;
 
       // Rows continuing from the previous step read its output; rows starting here read h_0.
       const int64_t prev_t = dir == 0 ? t - 1 : t + 1;
@@ -405,7 +499,7 @@ class CpuBackend final : public Backend<T> {
 
       const bool projected = config().proj_size > 0;
       for (int64_t n = 0; n < active; ++n) {
-        T* cell = self.cell_.data() + (dir * batch + n) * H;
+        T* cell = self.cell_.data() + (index * batch + n) * H;
         T* hidden = projected ? self.projected_input_.data() + (dir * batch + n) * H
                               : output + output_rows.offset(t) + n * output_rows.row_stride + dir * P;
         for (int64_t b = b0; b < b1; ++b) {
@@ -426,14 +520,18 @@ class CpuBackend final : public Backend<T> {
                                scratch);
     }
 
+    // c_n once the last step is done; h_n of each row once its last step is in this run.
     void store_final_state() {
       const int64_t D = config().num_directions(), H = config().hidden_size, P = config().output_size();
       for (int64_t dir = 0; dir < D; ++dir) {
         const int64_t index = layer * D + dir;
-        std::copy_n(self.cell_.data() + dir * batch * H, batch * H, request.c_n + index * batch * H);
+        if (s1 == steps) {
+          std::copy_n(self.cell_.data() + index * batch * H, batch * H, request.c_n + index * batch * H);
+        }
         for (int64_t n = 0; n < batch; ++n) {
           // The reverse direction ends at t = 0; the forward one at each row's own last step.
           const int64_t t = dir == 0 ? self.last_step_[static_cast<size_t>(n)] : 0;
+          if (t < s0 || t >= s1) continue;
           std::copy_n(output + output_rows.offset(t) + n * output_rows.row_stride + dir * P, P,
                       request.h_n + (index * batch + n) * P);
         }
@@ -444,11 +542,12 @@ class CpuBackend final : public Backend<T> {
   LstmConfig config_;
   ThreadPool pool_;
   std::vector<ThreadShare> shares_;
+  bool step_barriers_ = false;  // whether a direction's step is shared between threads
   std::vector<PreparedLayer> layers_;
   std::vector<AlignedVector<T>> scratch_;  // per thread
   // Workspace, grown on demand and reused across calls.
   AlignedVector<T> gates_, cell_, initial_hidden_, projected_input_, input_copy_;
-  AlignedVector<T> layer_outputs_[2];
+  std::vector<AlignedVector<T>> layer_outputs_;  // between layers
   std::vector<int64_t> last_step_;
 };
 

@@ -563,7 +563,7 @@ def measure_memory(prep: Prepared, threads: int) -> Optional[dict]:
     """Resident memory of a fresh model and of its first forward pass (MB), measured in a fresh
     Python process whose allocator returns every large block to the system (Linux only). The
     forward's peak beyond its output is its workspace: the gate buffers (O(N * 4H) per thread) and,
-    for stacked layers, the buffer between layers (L * N * D * H_out)."""
+    for stacked layers, the buffers between layers (see _layer_buffer_bytes)."""
     case = prep.case
     if case.mode == "stream" or not sys.platform.startswith("linux"):
         return None
@@ -592,9 +592,22 @@ def measure_memory(prep: Prepared, threads: int) -> Optional[dict]:
         "forward_peak_mb": probe["forward_peak_kb"] / 1024,
         "workspace_mb": workspace * mb,
         "workspace_in_step_gates": workspace / step_gates,
-        "layer_buffer_mb": (case.steps * case.batch * case.directions * case.h_out * 4 * mb
-                            if case.num_layers > 1 else 0.0),
+        "layer_buffer_mb": _layer_buffer_bytes(case) * mb,
     }
+
+
+def _layer_buffer_bytes(case: Case) -> int:
+    """The activations kept between stacked layers, by the backend's design (not measured): a
+    bidirectional stack keeps a layer's whole output (two buffers from 3 layers on); a
+    unidirectional one runs chunk by chunk and keeps, per layer below the last, one chunk of
+    steps (about 512 rows, see cpu_backend.cpp) and the step before it."""
+    if case.num_layers < 2:
+        return 0
+    row_bytes = case.directions * case.h_out * 4
+    if case.bidirectional:
+        return min(case.num_layers - 1, 2) * case.steps * case.batch * row_bytes
+    chunk = min(case.steps, -(-512 // case.batch))
+    return (case.num_layers - 1) * (chunk + 1) * case.batch * row_bytes
 
 
 def run_case(
@@ -967,7 +980,9 @@ def _run(args: argparse.Namespace) -> int:
     if memory_table:
         notes.append("memory: model = RSS growth when the model is built (weights + the backend's packed copy); "
                      "fwd peak = peak RSS growth during its first forward; workspace = fwd peak - output "
-                     "(gate buffers, and between stacked layers one L*N*D*H_out buffer).")
+                     "(gate buffers and, for stacked layers, the activations between layers: a chunk of steps "
+                     "per layer when unidirectional, the whole L*N*D*H_out output when bidirectional; "
+                     "'layer buffer' is that part, by design, not measured).")
     notes.append("other = cores that other processes kept busy while the row was timed (/proc/stat); "
                  "above ~0.1 the row's timings are disturbed.")
     reasons: Dict[str, List[str]] = {}
