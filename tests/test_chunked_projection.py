@@ -39,14 +39,10 @@ def test_strided_batches_spanning_several_chunks():
     assert_matches_torch(module, model, np.ascontiguousarray(x), fast_x=x)
 
 
-@pytest.mark.parametrize("bidirectional", [False, True])
-def test_packed_batches_spanning_several_chunks(bidirectional):
-    # 40 sequences of lengths 1..40 (unsorted): 13 steps per chunk, rows per chunk vary.
-    torch.manual_seed(0)
-    module = torch.nn.LSTM(5, 7, num_layers=2, bidirectional=bidirectional).eval()
+def assert_packed_matches_torch(module: torch.nn.LSTM, lengths: np.ndarray) -> None:
+    """fastlstm and torch on one unsorted packed batch of `lengths` (input size 5)."""
     model = fastlstm.LSTM.from_torch(module)
-    lengths = np.random.default_rng(1).permutation(np.arange(1, 41))
-    x = torch.randn(40, 40, 5)
+    x = torch.randn(int(lengths.max()), len(lengths), 5)
     packed = rnn.pack_padded_sequence(x, torch.from_numpy(lengths), enforce_sorted=False)
     with torch.no_grad():
         expected, (h_n, c_n) = module(packed)
@@ -55,6 +51,14 @@ def test_packed_batches_spanning_several_chunks(bidirectional):
     np.testing.assert_allclose(got_h, h_n.numpy(), rtol=0, atol=1e-5)
     np.testing.assert_allclose(got_c, c_n.numpy(), rtol=0, atol=1e-5)
     assert np.abs(expected.data.numpy()).max() > 1e-2
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_packed_batches_spanning_several_chunks(bidirectional):
+    # 40 sequences of lengths 1..40 (unsorted): 13 steps per chunk, rows per chunk vary.
+    torch.manual_seed(0)
+    module = torch.nn.LSTM(5, 7, num_layers=2, bidirectional=bidirectional).eval()
+    assert_packed_matches_torch(module, np.random.default_rng(1).permutation(np.arange(1, 41)))
 
 
 @pytest.mark.parametrize("num_threads", [1, 2, 3])
@@ -80,16 +84,7 @@ def test_packed_unidirectional_stack_spanning_several_chunks():
     # Sequences end inside different chunks: each row's h_n is taken in the chunk of its last step.
     torch.manual_seed(0)
     module = torch.nn.LSTM(5, 7, num_layers=3).eval()
-    model = fastlstm.LSTM.from_torch(module)
-    lengths = np.random.default_rng(2).permutation(np.arange(3, 123, 3))
-    x = torch.randn(int(lengths.max()), 40, 5)
-    packed = rnn.pack_padded_sequence(x, torch.from_numpy(lengths), enforce_sorted=False)
-    with torch.no_grad():
-        expected, (h_n, c_n) = module(packed)
-    got, (got_h, got_c) = model(packed)
-    np.testing.assert_allclose(got.data, expected.data.numpy(), rtol=0, atol=1e-5)
-    np.testing.assert_allclose(got_h, h_n.numpy(), rtol=0, atol=1e-5)
-    np.testing.assert_allclose(got_c, c_n.numpy(), rtol=0, atol=1e-5)
+    assert_packed_matches_torch(module, np.random.default_rng(2).permutation(np.arange(3, 123, 3)))
 
 
 def test_stack_buffers_are_reused_across_batch_sizes():
