@@ -33,6 +33,8 @@ class PackedWeights {
     Eigen::internal::computeProductBlockingSizes<T, T, 1, Index>(kc_, mc_, nc_, 1);
     kc_ = std::max<Index>(kc_, 1);
     mc_ = std::max<Index>(mc_, 1);
+    // Row blocks start at whole micro-panels, so that any range of panels can be multiplied alone.
+    if (mc_ < m && mc_ > Traits::mr) mc_ -= mc_ % Traits::mr;
     panels_.resize(static_cast<size_t>(m * k));
     LhsMapper lhs(a, lda);
     PackLhs pack_lhs;
@@ -47,8 +49,40 @@ class PackedWeights {
 
   Index rows() const { return m_; }
   Index depth() const { return k_; }
+  Index depth_block() const { return kc_; }
+  // multiply_rows takes row ranges that start at a multiple of this.
+  static constexpr Index row_alignment() { return Traits::mr; }
+  // Elements to set aside for pack_activations of `n` columns (a multiple of 16: what follows
+  // stays 64-byte aligned).
+  Index packed_activations_size(Index n) const { return (k_ * n + 15) / 16 * 16 + 16; }
   // Elements of the workspace that multiply_accumulate needs for `n` columns.
   Index workspace_size(Index n) const { return kc_ * std::min(std::max<Index>(n, 1), nc_) + 64; }
+
+  // B (k x n, column stride ldb) into the panel layout of the micro-kernel, every k-block at once,
+  // for multiply_rows. Weights of the same depth and depth_block() read the same packing.
+  void pack_activations(const T* b, Index ldb, Index n, T* packed) const {
+    RhsMapper rhs(b, ldb);
+    PackRhs pack_rhs;
+    for (Index k2 = 0; k2 < k_; k2 += kc_) {
+      pack_rhs(packed + k2 * n, rhs.getSubMapper(k2, 0), std::min(k2 + kc_, k_) - k2, n);
+    }
+  }
+
+  // C rows [r0, r1) (column stride ldc) += A rows [r0, r1) * B, B packed by pack_activations;
+  // r0 is a multiple of row_alignment(). Rows of C start at c[0]: the whole of A's rows.
+  void multiply_rows(const T* packed, Index n, Index r0, Index r1, T* c, Index ldc) const {
+    if (r0 >= r1 || n == 0) return;
+    ResMapper res(c, ldc);
+    Gebp gebp;
+    for (Index k2 = 0; k2 < k_; k2 += kc_) {
+      const Index kc = std::min(k2 + kc_, k_) - k2;
+      for (Index i2 = r0 / mc_ * mc_; i2 < r1; i2 += mc_) {
+        const Index lo = std::max(r0, i2), hi = std::min({r1, i2 + mc_, m_});
+        gebp(res.getSubMapper(lo, 0), panels_.data() + k2 * m_ + i2 * kc + (lo - i2) * kc, packed + k2 * n,
+             hi - lo, kc, n, T(1));
+      }
+    }
+  }
 
   // C (m x n, column stride ldc) += A * B (k x n, column stride ldb). `workspace` holds
   // workspace_size(n) elements. Allocates nothing.
