@@ -12,7 +12,7 @@ DTYPES = [np.float32, np.float64]
 
 
 def _grid_params():
-    # batch None: unbatched (L, H_in) input. 7 -> 17 crosses the engine's 16-unit gate blocks.
+    # batch None: unbatched (L, H_in) input. 7 -> 25 crosses the engine's 24-unit gate blocks.
     for layers, bias, batch_first, bidirectional, proj, batch, with_hx, dtype in itertools.product(
         [1, 2, 3], [True, False], [False, True], [False, True], [0, 5], [None, 0, 1, 3], [False, True], DTYPES
     ):
@@ -32,7 +32,7 @@ def _grid_params():
 @pytest.mark.parametrize("num_layers,bias,batch_first,bidirectional,proj_size,batch,with_hx,dtype", list(_grid_params()))
 def test_forward_matches_torch(num_layers, bias, batch_first, bidirectional, proj_size, batch, with_hx, dtype):
     module, model = make_pair(
-        7, 17, num_layers=num_layers, bias=bias, batch_first=batch_first, bidirectional=bidirectional,
+        7, 25, num_layers=num_layers, bias=bias, batch_first=batch_first, bidirectional=bidirectional,
         proj_size=proj_size, dtype=dtype, weight_scale=3.0,
     )
     x = random_input(module, steps=5, batch=batch, dtype=dtype)
