@@ -13,7 +13,7 @@ from safetensors.torch import load_file as torch_load_file
 from safetensors.torch import save_file as torch_save_file
 
 import fastlstm
-from fastlstm import _core
+from fastlstm._native import core as _core
 from lstm_helpers import TORCH_DTYPE, assert_matches_torch, make_pair, random_hx, random_input
 
 CONFIGS = [

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastlstm
-from fastlstm import _core
+from fastlstm._native import core as _core
 
 F32_4x2 = {"dtype": "F32", "shape": [4, 2], "data_offsets": [0, 32]}
 

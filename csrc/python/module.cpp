@@ -255,9 +255,10 @@ void bind_model_file(py::module_& m) {
 
 }  // namespace
 
-// The same binding is built twice on x86-64: _core (AVX2) and _core_baseline (see CMakeLists.txt).
+// The same binding is built once per instruction set: _core_avx512, _core_avx2, _core_baseline
+// (see CMakeLists.txt); the package imports one (python/fastlstm/_native.py).
 #ifndef FASTLSTM_MODULE_NAME
-#define FASTLSTM_MODULE_NAME _core
+#error "FASTLSTM_MODULE_NAME names the module (_core_<isa>)"
 #endif
 
 PYBIND11_MODULE(FASTLSTM_MODULE_NAME, m) {

@@ -9,8 +9,8 @@
 
 from __future__ import annotations
 
-from ._native import core as _core  # the AVX2 core, or the baseline one on an older CPU
-from . import _cuda_runtime  # noqa: E402
+from ._native import core as _core  # the core for the best instruction set this CPU has
+from . import _cuda_runtime, _native  # noqa: E402
 from ._errors import InputError  # noqa: E402
 from ._lstm import LSTM, IncompatibleKeys  # noqa: E402
 from ._stream import LSTMStream  # noqa: E402
@@ -64,11 +64,13 @@ def cuda_device_count() -> int:
 
 
 def build_info() -> dict:
-    """Facts about the compiled core: version, compiler, SIMD level, default threads, CUDA."""
+    """Facts about the compiled core: version, compiler, SIMD level, which core of this build runs
+    (``isa``: ``avx512``, ``avx2`` or ``baseline``), default threads, CUDA."""
     return {
         "version": __version__,
         "compiler": _core.compiler(),
         "simd": _core.simd_level(),
+        "isa": _native.isa,
         "default_threads": _core.default_num_threads(),
         "cuda": _cuda_build_info(),
     }

@@ -1,28 +1,54 @@
-"""Picks the compiled core this CPU runs: ``_core`` (x86-64-v3: AVX2+FMA) where the CPU has those
-features, else ``_core_baseline`` (SSE2, about 3x slower), so one wheel runs on any x86-64 CPU.
-``FASTLSTM_ISA=baseline`` forces the baseline core (for tests and comparisons)."""
+"""Picks the compiled core this CPU runs. On x86-64 the package carries one core per instruction
+set, ``_core_avx512`` (x86-64-v4), ``_core_avx2`` (x86-64-v3: AVX2+FMA) and ``_core_baseline``
+(SSE2); it imports the fastest one whose features the CPU has, so one wheel runs on any x86-64 CPU.
+``FASTLSTM_ISA=avx512|avx2|baseline`` asks for one (for tests and comparisons)."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
+from typing import List, Tuple
 
 from ._cpu import missing_features
 
-missing = missing_features()
-forced_baseline = os.environ.get("FASTLSTM_ISA", "").strip().lower() == "baseline"
+ISAS = ("avx512", "avx2", "baseline")  # fastest first
 
-if missing or forced_baseline:
-    try:
-        from . import _core_baseline as core
-    except ImportError:
-        if forced_baseline and not missing:
-            raise ImportError("FASTLSTM_ISA=baseline: this build has no baseline core (_core_baseline)") from None
-        raise ImportError(
-            "fastlstm's compiled core needs a CPU with " + ", ".join(missing).upper() + " (x86-64-v3), "
-            "which this CPU lacks, and this build has no baseline core. Build from source with "
-            "-C cmake.define.FASTLSTM_NATIVE_ISA=OFF to run on this machine."
-        ) from None
-else:
-    from . import _core as core
 
-__all__ = ["core", "missing"]
+def built_isas() -> List[str]:
+    """The instruction sets this build has a core for, fastest first."""
+    return [isa for isa in ISAS if importlib.util.find_spec(f"{__package__}._core_{isa}") is not None]
+
+
+def _choose() -> Tuple[str, object]:
+    built = built_isas()
+    wanted = os.environ.get("FASTLSTM_ISA", "").strip().lower()
+    if wanted:
+        if wanted not in ISAS:
+            raise ImportError(f"FASTLSTM_ISA={wanted!r}: expected one of {', '.join(ISAS)}")
+        if wanted not in built:
+            raise ImportError(f"FASTLSTM_ISA={wanted}: this build has no {wanted} core "
+                              f"(it has: {', '.join(built) or 'none'})")
+        candidates = [wanted]
+    else:
+        candidates = built
+    for isa in candidates:
+        missing = missing_features(isa)
+        if not missing:
+            return isa, importlib.import_module(f"{__package__}._core_{isa}")
+    if not candidates:
+        raise ImportError("this installation of fastlstm has no compiled core (_core_*)")
+    # The least demanding core that was a candidate, and what it lacks.
+    missing = missing_features(candidates[-1])
+    if wanted:
+        raise ImportError(f"FASTLSTM_ISA={wanted}: this CPU lacks " + ", ".join(missing).upper())
+    raise ImportError(
+        f"fastlstm's compiled core ({candidates[-1]}) needs a CPU with " + ", ".join(missing).upper() + ", "
+        "which this CPU lacks, and this build has no core for it. Build from source with "
+        "-C cmake.define.FASTLSTM_ISA=baseline to run on this machine."
+    )
+
+
+isa, core = _choose()
+
+__all__ = ["core", "isa", "built_isas", "ISAS"]
