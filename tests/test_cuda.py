@@ -56,7 +56,9 @@ def test_to_cuda_without_a_gpu_leaves_the_model_on_the_cpu():
         model.to("cuda")
     with pytest.raises(RuntimeError):
         model.cuda()
-    assert model.device == "cpu"
+    with pytest.raises(RuntimeError):
+        model.to("cuda", allow_tf32=True)
+    assert model.device == "cpu" and model.allow_tf32 is False
     out, _ = model(np.ones((3, 2, 4), np.float32))
     assert isinstance(out, np.ndarray)
     for name, value in model.state_dict().items():
@@ -343,6 +345,18 @@ def test_moving_between_devices_keeps_the_weights():
     clone = pickle.loads(pickle.dumps(model.cuda()))
     assert clone.device == "cuda:0"
     assert_same_results(clone(x), model(x), 0, require_nontrivial=False)
+
+
+@needs_gpu
+def test_reset_parameters_reaches_the_gpu_copy():
+    module, model = _cuda_pair(8, 16, bidirectional=True)
+    x = random_input(module, steps=4, batch=2)
+    before = model(x)
+    model.reset_parameters()  # new weights on the CPU copy: the GPU must run with them too
+    module.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
+    after = model(x)
+    assert not np.allclose(after[0], before[0])
+    assert_same_results(after, torch_forward(module, x), 1e-5)
 
 
 @needs_gpu

@@ -195,13 +195,12 @@ class PyDeviceArray {
       delete static_cast<Context*>(self->manager_ctx);
     };
     PyObject* capsule = PyCapsule_New(&context->managed, "dltensor", [](PyObject* object) {
-      // Unconsumed (still named "dltensor"): the capsule owns the tensor.
-      if (PyCapsule_IsValid(object, "dltensor")) {
-        auto* managed = static_cast<fastlstm::dlpack::ManagedTensor*>(PyCapsule_GetPointer(object, "dltensor"));
-        if (managed && managed->deleter) managed->deleter(managed);
-      } else {
-        PyErr_Clear();
-      }
+      // Unconsumed (still named "dltensor"): the capsule owns the tensor. Consumed: the consumer
+      // does. PyCapsule_IsValid sets no error, so an exception in flight (this may run while one
+      // unwinds) is left alone.
+      if (!PyCapsule_IsValid(object, "dltensor")) return;
+      auto* managed = static_cast<fastlstm::dlpack::ManagedTensor*>(PyCapsule_GetPointer(object, "dltensor"));
+      if (managed && managed->deleter) managed->deleter(managed);
     });
     if (!capsule) {
       delete context;

@@ -154,7 +154,7 @@ class LSTM:
         d["_allow_tf32"] = allow_tf32
         self.reset_parameters()
         if cuda_index is not None:
-            self._move_to(cuda_index)
+            self._move_to(cuda_index, self._allow_tf32)
 
     # ----------------------------------------------------------------------------- properties
     @property
@@ -177,15 +177,16 @@ class LSTM:
         """Moves the model to ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``) in place and returns
         it, as torch's ``Module.to`` does. The weights stay the same; on failure (no GPU) the model
         is unchanged and RuntimeError says why."""
-        if allow_tf32 is not None:
-            self.__dict__["_allow_tf32"] = _check_bool(allow_tf32, "allow_tf32")
+        # Checked and applied only once the move has worked: a failed move changes nothing.
+        tf32 = self._allow_tf32 if allow_tf32 is None else _check_bool(allow_tf32, "allow_tf32")
         index = _cuda_runtime.parse_device(device) if device is not None else (
             None if self._device_engine is None else self._device_engine.device)
         if index is None:
             self.__dict__["_device_engine"] = None
         elif (self._device_engine is None or self._device_engine.device != index
-              or self._device_engine.allow_tf32 != self._allow_tf32):
-            self._move_to(index)
+              or self._device_engine.allow_tf32 != tf32):
+            self._move_to(index, tf32)
+        self.__dict__["_allow_tf32"] = tf32
         return self
 
     def cuda(self, device: Optional[int] = None) -> "LSTM":
@@ -195,14 +196,14 @@ class LSTM:
     def cpu(self) -> "LSTM":
         return self.to("cpu")
 
-    def _move_to(self, index: int) -> None:
+    def _move_to(self, index: int, allow_tf32: bool) -> None:
         mod = _cuda_runtime.module()  # RuntimeError with the reason when CUDA is unavailable
         if index >= _cuda_runtime.device_count():
             raise ValueError(f"device: cuda:{index} does not exist ({_cuda_runtime.device_count()} CUDA device(s))")
         engine_class = mod.LstmFloat32 if self._dtype == np.float32 else mod.LstmFloat64
         engine = engine_class(
             self.input_size, self.hidden_size, self.num_layers, self.bias, self.batch_first, self.bidirectional,
-            self.proj_size, index, self._allow_tf32, os.environ.get("FASTLSTM_CUDA_GRAPHS", "1") != "0",
+            self.proj_size, index, allow_tf32, os.environ.get("FASTLSTM_CUDA_GRAPHS", "1") != "0",
         )
         engine.set_weights(list(self.named_parameters()))
         self.__dict__["_device_engine"] = engine
@@ -237,6 +238,8 @@ class LSTM:
             shape = self._engine.parameter(name).shape
             values.append((name, np.random.uniform(-bound, bound, shape).astype(self._dtype)))
         self._engine.set_parameters(values)
+        if self.__dict__.get("_device_engine") is not None:  # a model on a GPU uses a copy there
+            self._device_engine.set_weights(list(self.named_parameters()))
 
     def __getattr__(self, name: str) -> np.ndarray:
         # Only called when normal lookup fails: parameters live in the engine.
