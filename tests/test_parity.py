@@ -71,9 +71,11 @@ def test_forward_matches_torch_for_odd_sizes(input_size, hidden_size, proj_size,
         (256, 512, 2, True, 0, True, 50, 8, np.float64),
         (128, 256, 3, False, 64, True, 40, 5, np.float32),
         (100, 300, 1, True, 0, False, 100, None, np.float32),
+        # Depths over 512 (the products' depth blocks), a batch of 13 (column panels of 8 and 5).
+        (700, 520, 2, False, 260, False, 20, 13, np.float32),
     ],
     ids=["256-512-2layers-bidir-f32", "256-512-2layers-bidir-batch_first-f64", "128-256-3layers-proj64-f32",
-         "100-300-unbatched-100steps-f32"],
+         "100-300-unbatched-100steps-f32", "700-520-proj260-batch13-f32"],
 )
 def test_forward_matches_torch_for_large_models(
     input_size, hidden_size, num_layers, bidirectional, proj_size, batch_first, steps, batch, dtype

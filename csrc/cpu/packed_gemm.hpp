@@ -4,9 +4,14 @@
 // recurrent step, would re-read and re-write the whole matrix at every step).
 // Include from one translation unit only: it instantiates Eigen's kernels.
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include <Eigen/Core>
+
+#if defined(__AVX512F__)
+#include "avx512_gemm.hpp"
+#endif
 
 namespace fastlstm::cpu {
 
@@ -17,11 +22,11 @@ using AlignedVector = std::vector<T, Eigen::aligned_allocator<T>>;
 // C += A * B, where B (k x n) is column-major (rows of activations) and C (m x n) column-major
 // (rows of results): out[r, :m] += x[r, :k] W^T for every activation row r.
 template <typename T>
-class PackedWeights {
+class EigenPackedWeights {
  public:
   using Index = Eigen::Index;
 
-  PackedWeights() = default;
+  EigenPackedWeights() = default;
 
   // Packs `a` (m x k, row stride lda). `typical_n` tunes the cache blocking.
   void pack(const T* a, Index m, Index k, Index lda, Index typical_n) {
@@ -69,7 +74,8 @@ class PackedWeights {
   }
 
   // C rows [r0, r1) (column stride ldc) += A rows [r0, r1) * B, B packed by pack_activations;
-  // r0 is a multiple of row_alignment(). Rows of C start at c[0]: the whole of A's rows.
+  // r0 and r1 are multiples of row_alignment() (r1 may also be rows()). Rows of C start at c[0]:
+  // the whole of A's rows.
   void multiply_rows(const T* packed, Index n, Index r0, Index r1, T* c, Index ldc) const {
     if (r0 >= r1 || n == 0) return;
     ResMapper res(c, ldc);
@@ -121,5 +127,15 @@ class PackedWeights {
   Index m_ = 0, k_ = 0, kc_ = 1, mc_ = 1, nc_ = 1;
   AlignedVector<T> panels_;  // GEBP panels: for each k-panel, for each m-block (the only copy kept)
 };
+
+// The packed weights the backend uses: in the AVX-512 core, float products run fastlstm's own
+// micro-kernel (avx512_gemm.hpp); everything else runs Eigen's.
+#if defined(__AVX512F__)
+template <typename T>
+using PackedWeights = std::conditional_t<std::is_same_v<T, float>, avx512::PackedWeights, EigenPackedWeights<T>>;
+#else
+template <typename T>
+using PackedWeights = EigenPackedWeights<T>;
+#endif
 
 }  // namespace fastlstm::cpu

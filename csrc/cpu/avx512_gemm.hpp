@@ -1,0 +1,220 @@
+#pragma once
+// Float products C += A * B for AVX-512, with A (the weights) packed once. Same contract as the
+// Eigen-based PackedWeights in packed_gemm.hpp, which it replaces for float in the AVX-512 core:
+// Eigen 3.4's AVX-512 micro-kernel (48 x 4) reaches ~60 % of the FMA peak on these shapes, this
+// one (48 x 8: 24 accumulators of the 32 registers, so that every weight vector loaded from cache
+// feeds 8 FMAs) ~75-80 %.
+//
+// Layout. A (m x k, row-major) is cut into depth blocks of at most kMaxDepthBlock; each block
+// into panels of up to 48 rows (the last one 16, 32 or 48, zero-padded to whole vectors) stored
+// k-major: panel p of depth block [k2, k2 + kc) holds, for each k, its rows' 48 values. B (the
+// activations, k x n, column-major: one activation row per column) is packed per call into
+// panels of 8 columns (the last one narrower), k-major, per depth block.
+// Include from one translation unit only, compiled with AVX-512F.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include <Eigen/Core>
+
+namespace fastlstm::cpu::avx512 {
+
+using Index = Eigen::Index;
+
+constexpr Index kVector = 16;                // floats per register
+constexpr Index kPanelRows = 3 * kVector;    // rows of A per micro-kernel
+constexpr Index kPanelCols = 8;              // columns of B per micro-kernel
+constexpr Index kMaxDepthBlock = 512;        // a B panel (kc x 8) stays in L1
+constexpr Index kRowBlockBytes = 512 * 1024; // the A rows multiplied together stay in L2
+
+// acc[j][v] += a[k] * b[k][j] for k < kc: `Vectors` registers of rows, `Cols` columns; then
+// C (column stride ldc) += acc for the first `rows` rows (the panel's other rows belong to
+// someone else, or to no one).
+template <int Vectors, int Cols>
+inline void micro_kernel(const float* a, const float* b, Index kc, float* c, Index ldc, Index rows) {
+  // With few accumulators the FMA latency (4 cycles, 2 per cycle) would bound the loop: even
+  // and odd k then go to separate accumulators.
+  constexpr int kSplits = Vectors * Cols < 8 ? 2 : 1;
+  __m512 acc[kSplits][Cols][Vectors];
+  for (int s = 0; s < kSplits; ++s)
+    for (int j = 0; j < Cols; ++j)
+      for (int v = 0; v < Vectors; ++v) acc[s][j][v] = _mm512_setzero_ps();
+  Index k = 0;
+  auto step = [&](int s) {
+    __m512 rows[Vectors];
+    for (int v = 0; v < Vectors; ++v) rows[v] = _mm512_load_ps(a + k * Vectors * kVector + v * kVector);
+    for (int j = 0; j < Cols; ++j) {
+      const __m512 x = _mm512_set1_ps(b[k * Cols + j]);
+      for (int v = 0; v < Vectors; ++v) acc[s][j][v] = _mm512_fmadd_ps(rows[v], x, acc[s][j][v]);
+    }
+    ++k;
+  };
+  for (; k + kSplits <= kc;) {
+    for (int s = 0; s < kSplits; ++s) step(s);
+  }
+  for (; k < kc;) step(0);
+  for (int v = 0; v < Vectors; ++v) {
+    const Index lanes = std::clamp<Index>(rows - v * kVector, 0, kVector);
+    if (lanes == 0) break;
+    const __mmask16 mask = static_cast<__mmask16>((1u << lanes) - 1u);
+    for (int j = 0; j < Cols; ++j) {
+      __m512 sum = acc[0][j][v];
+      if constexpr (kSplits == 2) sum = _mm512_add_ps(sum, acc[1][j][v]);
+      float* out = c + j * ldc + v * kVector;
+      if (lanes == kVector) {
+        _mm512_storeu_ps(out, _mm512_add_ps(_mm512_loadu_ps(out), sum));
+      } else {
+        _mm512_mask_storeu_ps(out, mask, _mm512_add_ps(_mm512_maskz_loadu_ps(mask, out), sum));
+      }
+    }
+  }
+}
+
+using MicroKernel = void (*)(const float*, const float*, Index, float*, Index, Index);
+
+template <int Vectors, int... Cols>
+constexpr auto kernels_for(std::integer_sequence<int, Cols...>) {
+  return std::array<MicroKernel, sizeof...(Cols)>{&micro_kernel<Vectors, Cols + 1>...};
+}
+
+// The micro-kernel for a panel of `vectors` registers of rows and `cols` columns (1..8).
+inline MicroKernel micro_kernel_for(Index vectors, Index cols) {
+  static constexpr auto one = kernels_for<1>(std::make_integer_sequence<int, kPanelCols>{});
+  static constexpr auto two = kernels_for<2>(std::make_integer_sequence<int, kPanelCols>{});
+  static constexpr auto three = kernels_for<3>(std::make_integer_sequence<int, kPanelCols>{});
+  const auto& table = vectors == 1 ? one : vectors == 2 ? two : three;
+  return table[static_cast<size_t>(cols - 1)];
+}
+
+// 8 columns of B (column stride ldb), depth [0, kc), into one k-major panel: out[k * 8 + j].
+inline void pack_eight_columns(const float* b, Index ldb, Index kc, float* out) {
+  Index k = 0;
+  for (; k + 8 <= kc; k += 8) {
+    // An 8 x 8 transpose: columns j, depths k..k+7 -> depths k..k+7, columns 0..7.
+    __m256 r[8], t[8];
+    for (int j = 0; j < 8; ++j) r[j] = _mm256_loadu_ps(b + j * ldb + k);
+    for (int j = 0; j < 8; j += 2) {
+      t[j] = _mm256_unpacklo_ps(r[j], r[j + 1]);
+      t[j + 1] = _mm256_unpackhi_ps(r[j], r[j + 1]);
+    }
+    for (int j = 0; j < 8; j += 4) {
+      r[j] = _mm256_shuffle_ps(t[j], t[j + 2], 0x44);
+      r[j + 1] = _mm256_shuffle_ps(t[j], t[j + 2], 0xEE);
+      r[j + 2] = _mm256_shuffle_ps(t[j + 1], t[j + 3], 0x44);
+      r[j + 3] = _mm256_shuffle_ps(t[j + 1], t[j + 3], 0xEE);
+    }
+    for (int j = 0; j < 4; ++j) {
+      _mm256_storeu_ps(out + (k + j) * 8, _mm256_permute2f128_ps(r[j], r[j + 4], 0x20));
+      _mm256_storeu_ps(out + (k + j + 4) * 8, _mm256_permute2f128_ps(r[j], r[j + 4], 0x31));
+    }
+  }
+  for (; k < kc; ++k)
+    for (int j = 0; j < 8; ++j) out[k * 8 + j] = b[j * ldb + k];
+}
+
+class PackedWeights {
+ public:
+  PackedWeights() = default;
+
+  // Packs `a` (m x k, row stride lda). The blocking does not depend on the activations' count.
+  void pack(const float* a, Index m, Index k, Index lda, Index /*typical_n*/) {
+    m_ = m;
+    k_ = k;
+    const Index blocks = std::max<Index>(1, (k + kMaxDepthBlock - 1) / kMaxDepthBlock);
+    kc_ = std::max<Index>(1, (k + blocks - 1) / blocks);
+    padded_rows_ = (m + kVector - 1) / kVector * kVector;
+    panels_.assign(static_cast<size_t>(padded_rows_ * k), 0.0f);
+    for (Index k2 = 0; k2 < k; k2 += kc_) {
+      const Index kc = std::min(kc_, k - k2);
+      for (Index row0 = 0; row0 < m; row0 += kPanelRows) {
+        const Index height = panel_height(row0);
+        float* panel = panels_.data() + k2 * padded_rows_ + row0 * kc;
+        for (Index r = 0; r < std::min(kPanelRows, m - row0); ++r)
+          for (Index d = 0; d < kc; ++d) panel[d * height + r] = a[(row0 + r) * lda + k2 + d];
+      }
+    }
+  }
+
+  Index rows() const { return m_; }
+  Index depth() const { return k_; }
+  Index depth_block() const { return kc_; }
+  // multiply_rows takes row ranges that start at a multiple of this.
+  static constexpr Index row_alignment() { return kPanelRows; }
+  // Elements to set aside for pack_activations of `n` columns (a multiple of 16: what follows
+  // stays 64-byte aligned).
+  Index packed_activations_size(Index n) const { return (k_ * n + 15) / 16 * 16 + 16; }
+  // Elements of the workspace that multiply_accumulate needs for `n` columns.
+  Index workspace_size(Index n) const { return kc_ * std::min(std::max<Index>(n, 1), kMaxColumns) + 16; }
+
+  // B (k x n, column stride ldb) into panels for multiply_rows, every depth block at once.
+  // Weights of the same depth and depth_block() read the same packing.
+  void pack_activations(const float* b, Index ldb, Index n, float* packed) const {
+    for (Index k2 = 0; k2 < k_; k2 += kc_) pack_block(b + k2, ldb, n, std::min(kc_, k_ - k2), packed + k2 * n);
+  }
+
+  // C rows [r0, r1) (column stride ldc) += A rows [r0, r1) * B, B packed by pack_activations;
+  // r0 and r1 are multiples of row_alignment() (r1 may also be rows()). Rows of C start at c[0]:
+  // the whole of A's rows.
+  void multiply_rows(const float* packed, Index n, Index r0, Index r1, float* c, Index ldc) const {
+    if (r0 >= r1 || n == 0) return;
+    for (Index k2 = 0; k2 < k_; k2 += kc_) {
+      multiply_block(k2, std::min(kc_, k_ - k2), packed + k2 * n, n, r0, r1, c, ldc);
+    }
+  }
+
+  // C (m x n, column stride ldc) += A * B (k x n, column stride ldb). `workspace` holds
+  // workspace_size(n) elements. Allocates nothing.
+  void multiply_accumulate(const float* b, Index ldb, Index n, float* c, Index ldc, float* workspace) const {
+    if (m_ == 0 || n == 0) return;
+    for (Index j2 = 0; j2 < n; j2 += kMaxColumns) {
+      const Index nc = std::min(kMaxColumns, n - j2);
+      for (Index k2 = 0; k2 < k_; k2 += kc_) {
+        const Index kc = std::min(kc_, k_ - k2);
+        pack_block(b + j2 * ldb + k2, ldb, nc, kc, workspace);
+        // Rows a block at a time, so that they stay in L2 while every column passes over them.
+        const Index row_block = std::max<Index>(kPanelRows, kRowBlockBytes / (kc * 4) / kPanelRows * kPanelRows);
+        for (Index r0 = 0; r0 < m_; r0 += row_block) {
+          multiply_block(k2, kc, workspace, nc, r0, std::min(m_, r0 + row_block), c + j2 * ldc, ldc);
+        }
+      }
+    }
+  }
+
+ private:
+  static constexpr Index kMaxColumns = 512;  // columns of B packed at once by multiply_accumulate
+
+  // Rows stored for the panel starting at row0: 48, or the rest rounded up to whole vectors.
+  Index panel_height(Index row0) const { return std::min(kPanelRows, padded_rows_ - row0); }
+
+  // One depth block of B (column stride ldb) into 8-column panels.
+  static void pack_block(const float* b, Index ldb, Index n, Index kc, float* packed) {
+    Index j = 0;
+    for (; j + kPanelCols <= n; j += kPanelCols) pack_eight_columns(b + j * ldb, ldb, kc, packed + j * kc);
+    const Index cols = n - j;
+    float* out = packed + j * kc;
+    for (Index d = 0; d < kc; ++d)
+      for (Index jj = 0; jj < cols; ++jj) out[d * cols + jj] = b[(j + jj) * ldb + d];
+  }
+
+  // C rows [r0, r1) += A rows [r0, r1), depth block [k2, k2 + kc) * B's packed block.
+  void multiply_block(Index k2, Index kc, const float* packed, Index n, Index r0, Index r1, float* c, Index ldc) const {
+    const float* block = panels_.data() + k2 * padded_rows_;
+    for (Index j = 0; j < n; j += kPanelCols) {
+      const Index cols = std::min(kPanelCols, n - j);
+      const float* b = packed + j * kc;
+      for (Index row0 = r0; row0 < r1; row0 += kPanelRows) {
+        micro_kernel_for(panel_height(row0) / kVector, cols)(block + row0 * kc, b, kc, c + j * ldc + row0, ldc,
+                                                             std::min(kPanelRows, r1 - row0));
+      }
+    }
+  }
+
+  Index m_ = 0, k_ = 0, kc_ = 1, padded_rows_ = 0;
+  std::vector<float, Eigen::aligned_allocator<float>> panels_;
+};
+
+}  // namespace fastlstm::cpu::avx512

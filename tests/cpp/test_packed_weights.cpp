@@ -1,0 +1,125 @@
+// The products under every gate and projection (csrc/cpu/packed_gemm.hpp: Eigen's kernels, and
+// fastlstm's own for float in the AVX-512 core) against a plain loop in double, over the shapes
+// whose edges the kernels treat apart: partial row panels, column panels of 1 to 8 and more,
+// several depth blocks, row ranges. Built once per instruction set
+// (tests/cpp/CMakeLists.txt), so each core's kernels are the ones tested.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "cpu/packed_gemm.hpp"
+
+namespace {
+
+using fastlstm::cpu::AlignedVector;
+using fastlstm::cpu::PackedWeights;
+using Index = Eigen::Index;
+
+template <typename T>
+std::vector<T> random_matrix(Index count, unsigned seed) {
+  std::mt19937 engine(seed);
+  std::uniform_real_distribution<double> uniform(-1.0, 1.0);
+  std::vector<T> values(static_cast<size_t>(count));
+  for (T& value : values) value = static_cast<T>(uniform(engine));
+  return values;
+}
+
+// C (m x n, column stride ldc) + A rows [r0, r1) (row-major, k wide) * B (k x n, column stride ldb).
+template <typename T>
+std::vector<double> expected_product(const std::vector<T>& a, const std::vector<T>& b, const std::vector<T>& c,
+                                     Index m, Index k, Index n, Index ldb, Index ldc, Index r0, Index r1) {
+  std::vector<double> out(c.begin(), c.end());
+  for (Index j = 0; j < n; ++j)
+    for (Index i = r0; i < r1; ++i) {
+      double sum = 0;
+      for (Index d = 0; d < k; ++d) sum += double(a[static_cast<size_t>(i * k + d)]) * double(b[static_cast<size_t>(j * ldb + d)]);
+      out[static_cast<size_t>(j * ldc + i)] += sum;
+    }
+  (void)m;
+  return out;
+}
+
+template <typename T>
+void check_close(const std::vector<T>& actual, const std::vector<double>& expected, Index k) {
+  // Float rounding of a k-long dot product of values in [-1, 1].
+  const double tolerance = (sizeof(T) == 4 ? 2e-6 : 1e-14) * std::sqrt(double(k) + 1) * 4;
+  double worst = 0;
+  for (size_t i = 0; i < actual.size(); ++i) worst = std::max(worst, std::abs(double(actual[i]) - expected[i]));
+  CHECK(worst <= tolerance);
+}
+
+struct Shape {
+  Index m, k, n;
+};
+
+const Shape kShapes[] = {{1, 1, 1},    {15, 7, 1},    {16, 8, 2},     {17, 9, 3},    {47, 33, 4},
+                         {48, 64, 5},  {49, 100, 6},  {96, 128, 7},   {100, 256, 8}, {143, 300, 9},
+                         {200, 513, 16}, {97, 1100, 17}, {384, 520, 33}, {50, 40, 70},  {1100, 24, 600}};
+
+template <typename T>
+void check_multiply_accumulate() {
+  for (const Shape& s : kShapes) {
+    CAPTURE(s.m);
+    CAPTURE(s.k);
+    CAPTURE(s.n);
+    // Strides wider than the matrices, as the backend's row layouts are.
+    const Index lda = s.k + 3, ldb = s.k + 5, ldc = s.m + 2;
+    const std::vector<T> a_strided = random_matrix<T>(s.m * lda, 1);
+    std::vector<T> a(static_cast<size_t>(s.m * s.k));
+    for (Index i = 0; i < s.m; ++i)
+      std::copy_n(a_strided.begin() + i * lda, s.k, a.begin() + i * s.k);
+    const std::vector<T> b = random_matrix<T>(s.n * ldb, 2);
+    std::vector<T> c = random_matrix<T>(s.n * ldc, 3);
+    const std::vector<double> expected = expected_product(a, b, c, s.m, s.k, s.n, ldb, ldc, 0, s.m);
+
+    PackedWeights<T> weights;
+    weights.pack(a_strided.data(), s.m, s.k, lda, 64);
+    CHECK(weights.rows() == s.m);
+    CHECK(weights.depth() == s.k);
+    AlignedVector<T> workspace(static_cast<size_t>(weights.workspace_size(s.n)));
+    weights.multiply_accumulate(b.data(), ldb, s.n, c.data(), ldc, workspace.data());
+    check_close(c, expected, s.k);
+  }
+}
+
+template <typename T>
+void check_multiply_rows() {
+  for (const Shape& s : kShapes) {
+    const Index align = PackedWeights<T>::row_alignment();
+    const std::vector<T> a = random_matrix<T>(s.m * s.k, 4);
+    const std::vector<T> b = random_matrix<T>(s.n * s.k, 5);
+    PackedWeights<T> weights;
+    weights.pack(a.data(), s.m, s.k, s.k, 64);
+    AlignedVector<T> packed(static_cast<size_t>(weights.packed_activations_size(s.n)));
+    weights.pack_activations(b.data(), s.k, s.n, packed.data());
+    // Every aligned start and end, and the end of the matrix: rows outside keep their values.
+    for (Index r0 = 0; r0 < s.m; r0 += align) {
+      for (Index r1 : {std::min(s.m, r0 + align), std::min(s.m, r0 + 2 * align), s.m}) {
+        CAPTURE(s.m);
+        CAPTURE(s.k);
+        CAPTURE(s.n);
+        CAPTURE(r0);
+        CAPTURE(r1);
+        std::vector<T> c = random_matrix<T>(s.n * s.m, 6);
+        const std::vector<double> expected = expected_product(a, b, c, s.m, s.k, s.n, s.k, s.m, r0, r1);
+        weights.multiply_rows(packed.data(), s.n, r0, r1, c.data(), s.m);
+        check_close(c, expected, s.k);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("packed weights: C += A * B for float over partial panels, depth blocks and strides") {
+  check_multiply_accumulate<float>();
+}
+
+TEST_CASE("packed weights: C += A * B for double") { check_multiply_accumulate<double>(); }
+
+TEST_CASE("packed weights: a row range of float touches only its rows") { check_multiply_rows<float>(); }
+
+TEST_CASE("packed weights: a row range of double touches only its rows") { check_multiply_rows<double>(); }
