@@ -30,11 +30,17 @@ constexpr Index kPanelRows = 3 * kVector;    // rows of A per micro-kernel
 constexpr Index kPanelCols = 8;              // columns of B per micro-kernel
 constexpr Index kMaxDepthBlock = 512;        // a B panel (kc x 8) stays in L1
 constexpr Index kRowBlockBytes = 512 * 1024; // the A rows multiplied together stay in L2
+// Weights beyond this many bytes are assumed not to be in L2 when a product starts: its first
+// pass over them prefetches ahead, where there are enough columns to make the pass compute-bound
+// (with fewer, the loads stream and the hardware prefetcher keeps up: measured slower with).
+constexpr Index kPrefetchMinBytes = 256 * 1024;
+constexpr Index kPrefetchMinColumns = 4;
+constexpr Index kPrefetchSteps = 24;           // depth steps ahead: ~300 cycles of the 48 x 8 kernel
 
 // acc[j][v] += a[k] * b[k][j] for k < kc: `Vectors` registers of rows, `Cols` columns; then
 // C (column stride ldc) += acc for the first `rows` rows (the panel's other rows belong to
 // someone else, or to no one).
-template <int Vectors, int Cols>
+template <int Vectors, int Cols, bool Prefetch>
 inline void micro_kernel(const float* a, const float* b, Index kc, float* c, Index ldc, Index rows) {
   // With few accumulators the FMA latency (4 cycles, 2 per cycle) would bound the loop: even
   // and odd k then go to separate accumulators.
@@ -46,6 +52,11 @@ inline void micro_kernel(const float* a, const float* b, Index kc, float* c, Ind
   Index k = 0;
   auto step = [&](int s) {
     __m512 rows[Vectors];
+    if constexpr (Prefetch) {
+      // One cache line per vector, far enough ahead to cover a trip to L3; past the panel's end
+      // it reaches the next panel, the next one this pass multiplies.
+      for (int v = 0; v < Vectors; ++v) _mm_prefetch(reinterpret_cast<const char*>(a + (k + kPrefetchSteps) * Vectors * kVector + v * kVector), _MM_HINT_T0);
+    }
     for (int v = 0; v < Vectors; ++v) rows[v] = _mm512_load_ps(a + k * Vectors * kVector + v * kVector);
     for (int j = 0; j < Cols; ++j) {
       const __m512 x = _mm512_set1_ps(b[k * Cols + j]);
@@ -76,17 +87,22 @@ inline void micro_kernel(const float* a, const float* b, Index kc, float* c, Ind
 
 using MicroKernel = void (*)(const float*, const float*, Index, float*, Index, Index);
 
-template <int Vectors, int... Cols>
+template <int Vectors, bool Prefetch, int... Cols>
 constexpr auto kernels_for(std::integer_sequence<int, Cols...>) {
-  return std::array<MicroKernel, sizeof...(Cols)>{&micro_kernel<Vectors, Cols + 1>...};
+  return std::array<MicroKernel, sizeof...(Cols)>{&micro_kernel<Vectors, Cols + 1, Prefetch>...};
 }
 
+template <bool Prefetch>
+struct KernelTable {
+  static constexpr auto one = kernels_for<1, Prefetch>(std::make_integer_sequence<int, kPanelCols>{});
+  static constexpr auto two = kernels_for<2, Prefetch>(std::make_integer_sequence<int, kPanelCols>{});
+  static constexpr auto three = kernels_for<3, Prefetch>(std::make_integer_sequence<int, kPanelCols>{});
+};
+
 // The micro-kernel for a panel of `vectors` registers of rows and `cols` columns (1..8).
-inline MicroKernel micro_kernel_for(Index vectors, Index cols) {
-  static constexpr auto one = kernels_for<1>(std::make_integer_sequence<int, kPanelCols>{});
-  static constexpr auto two = kernels_for<2>(std::make_integer_sequence<int, kPanelCols>{});
-  static constexpr auto three = kernels_for<3>(std::make_integer_sequence<int, kPanelCols>{});
-  const auto& table = vectors == 1 ? one : vectors == 2 ? two : three;
+inline MicroKernel micro_kernel_for(Index vectors, Index cols, bool prefetch) {
+  const auto& table = prefetch ? (vectors == 1 ? KernelTable<true>::one : vectors == 2 ? KernelTable<true>::two : KernelTable<true>::three)
+                               : (vectors == 1 ? KernelTable<false>::one : vectors == 2 ? KernelTable<false>::two : KernelTable<false>::three);
   return table[static_cast<size_t>(cols - 1)];
 }
 
@@ -203,12 +219,13 @@ class PackedWeights {
   // C rows [r0, r1) += A rows [r0, r1), depth block [k2, k2 + kc) * B's packed block.
   void multiply_block(Index k2, Index kc, const float* packed, Index n, Index r0, Index r1, float* c, Index ldc) const {
     const float* block = panels_.data() + k2 * padded_rows_;
+    const bool prefetch = n >= kPrefetchMinColumns && padded_rows_ * k_ * Index(sizeof(float)) >= kPrefetchMinBytes;
     for (Index j = 0; j < n; j += kPanelCols) {
       const Index cols = std::min(kPanelCols, n - j);
       const float* b = packed + j * kc;
       for (Index row0 = r0; row0 < r1; row0 += kPanelRows) {
-        micro_kernel_for(panel_height(row0) / kVector, cols)(block + row0 * kc, b, kc, c + j * ldc + row0, ldc,
-                                                             std::min(kPanelRows, r1 - row0));
+        micro_kernel_for(panel_height(row0) / kVector, cols, prefetch && j == 0)(
+            block + row0 * kc, b, kc, c + j * ldc + row0, ldc, std::min(kPanelRows, r1 - row0));
       }
     }
   }
