@@ -42,9 +42,10 @@ using Eigen::Index;
 // of other threads that nobody has started yet (measured on S3: the time threads wait at the
 // per-step barrier fell from ~0.5 to ~0.2 s per 20 calls, ~6 % faster, 8 of 10 A/B pairs).
 constexpr int64_t kBlock = 24;
-// Balancing pays where a thread's recurrent weights stream from L3 anyway; below this many bytes
-// they stay in the core's L2, and running another core's blocks would evict them.
-constexpr int64_t kBalanceMinBytes = 256 * 1024;
+// Balancing pays where a thread's recurrent weights stream from L3 anyway; below half the core's
+// L2 they stay there, and running another core's blocks would evict them (and the claims cost
+// more than they save: S7 on a 2 MiB-L2 Xeon).
+int64_t balance_min_bytes() { return static_cast<int64_t>(Eigen::l2CacheSize()) / 2; }
 // Input projections are computed a chunk of steps at a time, about this many rows: enough for an
 // efficient GEMM, few enough that the gate buffer is O(N * 4H) and stays in cache.
 constexpr int64_t kChunkRows = 512;
@@ -357,7 +358,7 @@ class CpuBackend final : public Backend<T> {
       for (const ThreadWeights& mine : layer.threads) {
         const PackedWeights<T>& w_hh = mine.w_hh[dir];
         if (w_hh.rows() == 0 || w_hh.depth_block() != first.depth_block()) return false;
-        if (w_hh.rows() * w_hh.depth() * static_cast<int64_t>(sizeof(T)) < kBalanceMinBytes) return false;
+        if (w_hh.rows() * w_hh.depth() * static_cast<int64_t>(sizeof(T)) < balance_min_bytes()) return false;
       }
     }
     return true;
@@ -464,14 +465,16 @@ class CpuBackend final : public Backend<T> {
                 step(thread, dir, dir == 0 ? s : steps - 1 - s, s - s0, gate_rows[dir], scratch);
               }
             }
-            if (self.step_barriers_) self.pool_.barrier();
+            // The run's last step needs no barrier after it: the pool's run() waits for every thread.
+            const bool last = s + 1 == s1;
             if (config().proj_size > 0) {
+              if (self.step_barriers_) self.pool_.barrier();  // the projection reads every unit
               for (int64_t dir = 0; dir < D; ++dir) {
                 const auto [q0, q1] = share.outputs[dir];
                 if (q0 < q1) project(dir, dir == 0 ? s : steps - 1 - s, q0, q1, mine.w_hr[dir], scratch);
               }
-              if (self.step_barriers_) self.pool_.barrier();
             }
+            if (self.step_barriers_ && !last) self.pool_.barrier();
           }
         }
       };
