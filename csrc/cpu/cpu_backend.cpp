@@ -194,6 +194,7 @@ class CpuBackend final : public Backend<T> {
     const int64_t L = config_.num_layers;
     const int64_t* step_starts = request.step_starts;
     const int64_t rows = step_starts ? step_starts[steps - 1] + batch_sizes[steps - 1] : steps * batch;
+    ++forward_count_;
 
     cell_.resize(static_cast<size_t>(L * D * batch * H));
     initial_hidden_.resize(static_cast<size_t>(L * D * batch * P));
@@ -569,28 +570,35 @@ class CpuBackend final : public Backend<T> {
         w_hh.multiply_rows(packed_starting, active - continuing, r0, r1, step_gates + continuing * ldc + base, ldc);
         update_cells(dir, t, block, block + 1, step_gates, ldc);
       };
+      // Every other step runs the blocks last to first: the weights a step used last are the
+      // ones still in cache when the next one starts, so weights a little larger than L2 mostly
+      // hit there (in the same order every step they would all miss).
+      const bool backwards = ((t + self.forward_count_) & 1) != 0;
       if (!weights().balanced) {
         const auto [b0, b1] = self.shares_[static_cast<size_t>(thread)].blocks[dir];
-        for (int64_t block = b0; block < b1; ++block) run_block(thread, block);
+        for (int64_t i = 0; i < b1 - b0; ++i) run_block(thread, backwards ? b1 - 1 - i : b0 + i);
         return;
       }
       const int threads = self.pool_.size();
       for (int k = 0; k < threads; ++k) {
         const int owner = (thread + k) % threads;
-        for (int64_t block; (block = claim(owner, dir, q)) >= 0;) run_block(owner, block);
+        for (int64_t block; (block = claim(owner, dir, q, backwards)) >= 0;) run_block(owner, block);
       }
     }
 
-    // The next unclaimed block of `owner` in direction `dir` at the run's q-th step, or -1. Every
-    // block of step q is claimed before any thread passes the step's barrier, so the counter
-    // stands at q * blocks when the step starts.
-    int64_t claim(int owner, int64_t dir, int64_t q) const {
+    // The next unclaimed block of `owner` in direction `dir` at the run's q-th step (from the
+    // last one when `backwards`), or -1. Every block of step q is claimed before any thread passes
+    // the step's barrier, so the counter stands at q * blocks when the step starts.
+    int64_t claim(int owner, int64_t dir, int64_t q, bool backwards) const {
       const auto [b0, b1] = self.shares_[static_cast<size_t>(owner)].blocks[dir];
       std::atomic<int64_t>& counter = self.claims_[static_cast<size_t>(owner * 2 + dir)].claimed;
       const int64_t blocks = b1 - b0;
       int64_t seen = counter.load(std::memory_order_relaxed);
       while (seen < (q + 1) * blocks) {
-        if (counter.compare_exchange_weak(seen, seen + 1, std::memory_order_relaxed)) return b0 + seen - q * blocks;
+        if (counter.compare_exchange_weak(seen, seen + 1, std::memory_order_relaxed)) {
+          const int64_t i = seen - q * blocks;
+          return backwards ? b1 - 1 - i : b0 + i;
+        }
       }
       return -1;
     }
@@ -652,6 +660,7 @@ class CpuBackend final : public Backend<T> {
   std::vector<AlignedVector<T>> layer_outputs_;  // between layers
   std::vector<RowLayout> buffer_rows_;            // chunk by chunk: where each layer's buffer starts
   std::vector<int64_t> last_step_;
+  int64_t forward_count_ = 0;  // alternates the blocks' order between one-step calls too
 };
 
 }  // namespace
