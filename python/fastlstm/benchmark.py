@@ -34,6 +34,8 @@ import numpy as np
 import fastlstm
 
 TOLERANCE = 1e-4  # max abs difference to a peer above which a case fails
+# What the config column adds for fastlstm's variants of a case.
+VARIANT_LABELS = {"fastlstm-padded": " padded", "fastlstm-stream": " stream.step"}
 GEMM_SIZE = 2048
 PEERS = ("torch", "ort")
 
@@ -429,6 +431,14 @@ def make_tools(prep: Prepared, threads: int, torch, ort) -> List[Tool]:
         xs, d_h0, d_c0 = d["xs"], d["h0"], d["c0"]
         run = stream(model)
         tools.append(Tool("fastlstm", run, as_check(run, np.asarray)))
+
+        def run_step_api():  # the streaming API: the state stays inside the stream
+            steps = model.stream(case.batch)
+            outs = [steps.step(x[0])[None] for x in xs]
+            h, c = steps.state
+            return outs, h, c
+
+        tools.append(Tool("fastlstm-stream", run_step_api, as_check(run_step_api, np.asarray)))
         if prep.torch_module is not None:
             module, t_xs, t_h0, t_c0 = prep.torch_module, d["t_xs"], d["t_h0"], d["t_c0"]
 
@@ -648,7 +658,7 @@ def run_case(
         row: Dict[str, Any] = {
             "case": case.name if f.name == "fastlstm" else f"{case.name}-{f.name.split('-', 1)[1]}",
             "variant": f.name,
-            "config": case.describe() + (" padded" if f.name == "fastlstm-padded" else ""),
+            "config": case.describe() + VARIANT_LABELS.get(f.name, ""),
             "params": {
                 "N": case.batch, "L": case.steps, "I": case.input_size, "H": case.hidden_size,
                 "num_layers": case.num_layers, "bidirectional": case.bidirectional,
@@ -972,6 +982,9 @@ def _run(args: argparse.Namespace) -> int:
     notes = []
     if any(r["per"] == "step" for r in rows):
         notes.append("per step: the time of one L=1 call carrying (h, c); GFLOP/s likewise per step.")
+    if any(r["variant"] == "fastlstm-stream" for r in rows):
+        notes.append("-stream: fastlstm's streaming API (lstm.stream().step(x_t), the state kept in the stream) on "
+                     "the same steps, compared with the peers' L=1 calls.")
     if any(r["variant"] == "fastlstm-padded" for r in rows):
         notes.append("-padded: fastlstm on the zero-padded batch (L=100 for every sequence), compared with the "
                      "packed peers; GFLOP/s counts real tokens only.")

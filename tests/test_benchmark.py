@@ -1,0 +1,24 @@
+"""The benchmark (python -m fastlstm bench) runs, checks fastlstm against torch before timing and
+writes every row to JSON: a quick run of its small cases, one sample each."""
+
+import json
+import subprocess
+import sys
+
+
+def test_the_benchmark_runs_its_small_cases_and_verifies_them(tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "fastlstm", "bench", "--cases", "S1,S7,X1", "--repeats", "1", "--min-time", "0",
+         "--no-ort", "--quiet", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {row["case"]: row for row in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"S1", "S7", "S7-stream", "X1", "X1-padded"}
+    for name, row in rows.items():
+        assert row["status"] == "ok", (name, row["status"])
+        assert row["max_abs_diff"]["torch"] <= 1e-4, (name, row["max_abs_diff"])
+        assert row["ms"]["fastlstm"] > 0 and row["ms"]["torch"] > 0, (name, row["ms"])
+    assert rows["S7"]["per"] == "step" and rows["S1"]["per"] == "call"
+    assert "S7-stream" in result.stdout and "stream.step" in result.stdout
