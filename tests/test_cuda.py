@@ -182,6 +182,7 @@ def test_graph_replay_repeats_and_follows_weight_changes():
         again = model(x)
         for a, b in zip((first[0],) + first[1], (again[0],) + again[1]):
             assert np.array_equal(a, b)
+    assert model._device_engine.graph_launches == 3  # not silently run directly
     with torch.no_grad():
         module.weight_hh_l1_reverse.mul_(-1.5)
     model.weight_hh_l1_reverse = module.weight_hh_l1_reverse.detach().numpy().copy()

@@ -370,6 +370,7 @@ struct CudaLstm<T>::Impl {
   Buffer x_stage, out_stage, layer_out[2], gates, h_gates[2], h_cell[2];
   Buffer h_state, c_state, h_in, c_in, h_final, c_final, indices;
   std::map<std::vector<int64_t>, Plan> plans;
+  int64_t graph_launches = 0;  // read by tests: replays that fell back to direct runs would pass unseen
 
   Impl(const LstmConfig& config_, const CudaOptions& options_) : config(config_), options(options_) {
     try {
@@ -582,6 +583,7 @@ struct CudaLstm<T>::Impl {
       return;
     }
     FASTLSTM_CHECK(cudaGraphLaunch(plan.graph, streams[0]));
+    ++graph_launches;
   }
 
   // The time loop of `s` as an executable graph; nullptr when capturing fails (then it runs
@@ -662,6 +664,12 @@ CudaLstm<T>::~CudaLstm() = default;
 template <typename T>
 uintptr_t CudaLstm<T>::stream_handle() const {
   return reinterpret_cast<uintptr_t>(impl_->streams[0]);
+}
+
+template <typename T>
+int64_t CudaLstm<T>::graph_launches() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return impl_->graph_launches;
 }
 
 template <typename T>

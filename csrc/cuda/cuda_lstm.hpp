@@ -126,6 +126,8 @@ class CudaLstm {
   const CudaOptions& options() const { return options_; }
   // The engine's stream (a cudaStream_t), for DLPack producers to order their work before ours.
   uintptr_t stream_handle() const;
+  // Forward passes whose time loop ran as a replayed CUDA graph (not directly), so far.
+  int64_t graph_launches();
 
   // Uploads the weights (their config must be this engine's). Throws InvalidArgument otherwise.
   void set_weights(const LstmWeights<T>& weights);

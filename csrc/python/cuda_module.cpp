@@ -271,6 +271,7 @@ void bind_engine(py::module_& m, const char* name) {
            py::arg("batch_first"), py::arg("bidirectional"), py::arg("proj_size"), py::arg("device"),
            py::arg("allow_tf32"), py::arg("use_graphs"))
       .def_property_readonly("stream_handle", &Engine::stream_handle)
+      .def_property_readonly("graph_launches", &Engine::graph_launches)
       .def_property_readonly("device", [](const Engine& e) { return e.options().device; })
       .def_property_readonly("allow_tf32", [](const Engine& e) { return e.options().allow_tf32; })
       .def("set_weights",
