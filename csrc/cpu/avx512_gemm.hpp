@@ -38,10 +38,12 @@ constexpr Index kPrefetchMinColumns = 4;
 constexpr Index kPrefetchSteps = 24;           // depth steps ahead: ~300 cycles of the 48 x 8 kernel
 
 // acc[j][v] += a[k] * b[k][j] for k < kc: `Vectors` registers of rows, `Cols` columns; then
-// C (column stride ldc) += acc for the first `rows` rows (the panel's other rows belong to
-// someone else, or to no one).
+// C (column stride ldc) = base + acc for the first `rows` rows (the panel's other rows belong to
+// someone else, or to no one), where base is C itself (base_ld = ldc), one column shared by all
+// (base_ld = 0: a bias) or zero (base = nullptr).
 template <int Vectors, int Cols, bool Prefetch>
-inline void micro_kernel(const float* a, const float* b, Index kc, float* c, Index ldc, Index rows) {
+inline void micro_kernel(const float* a, const float* b, Index kc, float* c, Index ldc, const float* base,
+                         Index base_ld, Index rows) {
   // With few accumulators the FMA latency (4 cycles, 2 per cycle) would bound the loop: even
   // and odd k then go to separate accumulators.
   constexpr int kSplits = Vectors * Cols < 8 ? 2 : 1;
@@ -76,16 +78,17 @@ inline void micro_kernel(const float* a, const float* b, Index kc, float* c, Ind
       __m512 sum = acc[0][j][v];
       if constexpr (kSplits == 2) sum = _mm512_add_ps(sum, acc[1][j][v]);
       float* out = c + j * ldc + v * kVector;
+      const float* in = base + j * base_ld + v * kVector;
       if (lanes == kVector) {
-        _mm512_storeu_ps(out, _mm512_add_ps(_mm512_loadu_ps(out), sum));
+        _mm512_storeu_ps(out, base ? _mm512_add_ps(_mm512_loadu_ps(in), sum) : sum);
       } else {
-        _mm512_mask_storeu_ps(out, mask, _mm512_add_ps(_mm512_maskz_loadu_ps(mask, out), sum));
+        _mm512_mask_storeu_ps(out, mask, base ? _mm512_add_ps(_mm512_maskz_loadu_ps(mask, in), sum) : sum);
       }
     }
   }
 }
 
-using MicroKernel = void (*)(const float*, const float*, Index, float*, Index, Index);
+using MicroKernel = void (*)(const float*, const float*, Index, float*, Index, const float*, Index, Index);
 
 template <int Vectors, bool Prefetch, int... Cols>
 constexpr auto kernels_for(std::integer_sequence<int, Cols...>) {
@@ -163,7 +166,7 @@ class PackedWeights {
   // Elements to set aside for pack_activations of `n` columns (a multiple of 16: what follows
   // stays 64-byte aligned).
   Index packed_activations_size(Index n) const { return (k_ * n + 15) / 16 * 16 + 16; }
-  // Elements of the workspace that multiply_accumulate needs for `n` columns.
+  // Elements of the workspace that multiply needs for `n` columns.
   Index workspace_size(Index n) const { return kc_ * std::min(std::max<Index>(n, 1), kMaxColumns) + 16; }
 
   // B (k x n, column stride ldb) into panels for multiply_rows, every depth block at once.
@@ -178,13 +181,14 @@ class PackedWeights {
   void multiply_rows(const float* packed, Index n, Index r0, Index r1, float* c, Index ldc) const {
     if (r0 >= r1 || n == 0) return;
     for (Index k2 = 0; k2 < k_; k2 += kc_) {
-      multiply_block(k2, std::min(kc_, k_ - k2), packed + k2 * n, n, r0, r1, c, ldc);
+      multiply_block(k2, std::min(kc_, k_ - k2), packed + k2 * n, n, r0, r1, c, ldc, c, ldc);
     }
   }
 
-  // C (m x n, column stride ldc) += A * B (k x n, column stride ldb). `workspace` holds
-  // workspace_size(n) elements. Allocates nothing.
-  void multiply_accumulate(const float* b, Index ldb, Index n, float* c, Index ldc, float* workspace) const {
+  // C (m x n, column stride ldc) = bias + A * B (k x n, column stride ldb), bias (m) added to
+  // every column, or none (nullptr). `workspace` holds workspace_size(n) elements. Allocates
+  // nothing.
+  void multiply(const float* b, Index ldb, Index n, const float* bias, float* c, Index ldc, float* workspace) const {
     if (m_ == 0 || n == 0) return;
     for (Index j2 = 0; j2 < n; j2 += kMaxColumns) {
       const Index nc = std::min(kMaxColumns, n - j2);
@@ -193,15 +197,21 @@ class PackedWeights {
         pack_block(b + j2 * ldb + k2, ldb, nc, kc, workspace);
         // Rows a block at a time, so that they stay in L2 while every column passes over them.
         const Index row_block = std::max<Index>(kPanelRows, kRowBlockBytes / (kc * 4) / kPanelRows * kPanelRows);
+        float* columns = c + j2 * ldc;
         for (Index r0 = 0; r0 < m_; r0 += row_block) {
-          multiply_block(k2, kc, workspace, nc, r0, std::min(m_, r0 + row_block), c + j2 * ldc, ldc);
+          // The first depth block starts from the bias, the others from what the ones before wrote.
+          if (k2 == 0) {
+            multiply_block(k2, kc, workspace, nc, r0, std::min(m_, r0 + row_block), columns, ldc, bias, 0);
+          } else {
+            multiply_block(k2, kc, workspace, nc, r0, std::min(m_, r0 + row_block), columns, ldc, columns, ldc);
+          }
         }
       }
     }
   }
 
  private:
-  static constexpr Index kMaxColumns = 512;  // columns of B packed at once by multiply_accumulate
+  static constexpr Index kMaxColumns = 512;  // columns of B packed at once by multiply
 
   // Rows stored for the panel starting at row0: 48, or the rest rounded up to whole vectors.
   Index panel_height(Index row0) const { return std::min(kPanelRows, padded_rows_ - row0); }
@@ -216,8 +226,10 @@ class PackedWeights {
       for (Index jj = 0; jj < cols; ++jj) out[d * cols + jj] = b[(j + jj) * ldb + d];
   }
 
-  // C rows [r0, r1) += A rows [r0, r1), depth block [k2, k2 + kc) * B's packed block.
-  void multiply_block(Index k2, Index kc, const float* packed, Index n, Index r0, Index r1, float* c, Index ldc) const {
+  // C rows [r0, r1) = base + A rows [r0, r1), depth block [k2, k2 + kc) * B's packed block;
+  // base as micro_kernel takes it, from row 0.
+  void multiply_block(Index k2, Index kc, const float* packed, Index n, Index r0, Index r1, float* c, Index ldc,
+                      const float* base, Index base_ld) const {
     const float* block = panels_.data() + k2 * padded_rows_;
     const bool prefetch = n >= kPrefetchMinColumns && padded_rows_ * k_ * Index(sizeof(float)) >= kPrefetchMinBytes;
     for (Index j = 0; j < n; j += kPanelCols) {
@@ -225,7 +237,8 @@ class PackedWeights {
       const float* b = packed + j * kc;
       for (Index row0 = r0; row0 < r1; row0 += kPanelRows) {
         micro_kernel_for(panel_height(row0) / kVector, cols, prefetch && j == 0)(
-            block + row0 * kc, b, kc, c + j * ldc + row0, ldc, std::min(kPanelRows, r1 - row0));
+            block + row0 * kc, b, kc, c + j * ldc + row0, ldc, base ? base + j * base_ld + row0 : nullptr, base_ld,
+            std::min(kPanelRows, r1 - row0));
       }
     }
   }

@@ -492,20 +492,19 @@ class CpuBackend final : public Backend<T> {
                                      ? input_rows.step_starts[t1 - 1] + batch_sizes[t1 - 1] - input_rows.step_starts[t0]
                                      : (t1 - t0) * batch;
       const T* bias = weights().bias.data() + lo;
-      for (int64_t r = 0; r < chunk_rows; ++r) std::copy_n(bias, hi - lo, gates + r * width);
       const T* first = input + input_rows.offset(t0);
       if (plan.time_major) {
         const int64_t stride = plan.packed || batch > 1 ? input_rows.row_stride : input_rows.time_stride;
-        w_ih.multiply_accumulate(first, stride, chunk_rows, gates, width, scratch);
+        w_ih.multiply(first, stride, chunk_rows, bias, gates, width, scratch);
       } else if (plan.batch_major) {
         for (int64_t n = 0; n < batch; ++n) {
-          w_ih.multiply_accumulate(first + n * input_rows.row_stride, input_rows.time_stride, t1 - t0,
-                                   gates + n * (t1 - t0) * width, width, scratch);
+          w_ih.multiply(first + n * input_rows.row_stride, input_rows.time_stride, t1 - t0, bias,
+                        gates + n * (t1 - t0) * width, width, scratch);
         }
       } else {
         for (int64_t t = t0; t < t1; ++t) {
-          w_ih.multiply_accumulate(input + input_rows.offset(t), input_rows.row_stride, batch,
-                                   gates + (t - t0) * batch * width, width, scratch);
+          w_ih.multiply(input + input_rows.offset(t), input_rows.row_stride, batch, bias,
+                        gates + (t - t0) * batch * width, width, scratch);
         }
       }
     }
@@ -624,9 +623,8 @@ class CpuBackend final : public Backend<T> {
       const int64_t H = config().hidden_size, P = config().output_size();
       const int64_t active = batch_sizes[t];
       T* out = output + output_rows.offset(t) + dir * P + q0;
-      for (int64_t n = 0; n < active; ++n) std::fill_n(out + n * output_rows.row_stride, q1 - q0, T(0));
-      w_hr.multiply_accumulate(self.projected_input_.data() + dir * batch * H, H, active, out, output_rows.row_stride,
-                               scratch);
+      w_hr.multiply(self.projected_input_.data() + dir * batch * H, H, active, nullptr, out, output_rows.row_stride,
+                    scratch);
     }
 
     // c_n once the last step is done; h_n of each row once its last step is in this run.

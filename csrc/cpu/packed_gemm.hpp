@@ -60,7 +60,7 @@ class EigenPackedWeights {
   // Elements to set aside for pack_activations of `n` columns (a multiple of 16: what follows
   // stays 64-byte aligned).
   Index packed_activations_size(Index n) const { return (k_ * n + 15) / 16 * 16 + 16; }
-  // Elements of the workspace that multiply_accumulate needs for `n` columns.
+  // Elements of the workspace that multiply needs for `n` columns.
   Index workspace_size(Index n) const { return kc_ * std::min(std::max<Index>(n, 1), nc_) + 64; }
 
   // B (k x n, column stride ldb) into the panel layout of the micro-kernel, every k-block at once,
@@ -90,10 +90,18 @@ class EigenPackedWeights {
     }
   }
 
-  // C (m x n, column stride ldc) += A * B (k x n, column stride ldb). `workspace` holds
-  // workspace_size(n) elements. Allocates nothing.
-  void multiply_accumulate(const T* b, Index ldb, Index n, T* c, Index ldc, T* workspace) const {
+  // C (m x n, column stride ldc) = bias + A * B (k x n, column stride ldb), bias (m) added to
+  // every column, or none (nullptr). `workspace` holds workspace_size(n) elements. Allocates
+  // nothing.
+  void multiply(const T* b, Index ldb, Index n, const T* bias, T* c, Index ldc, T* workspace) const {
     if (m_ == 0 || n == 0) return;
+    for (Index j = 0; j < n; ++j) {
+      if (bias) {
+        std::copy_n(bias, m_, c + j * ldc);
+      } else {
+        std::fill_n(c + j * ldc, m_, T(0));
+      }
+    }
     // One activation row (n == 1) takes the same path: GEBP's one-column loop over the packed
     // panels streams them as fast as a row-major GEMV (measured: S1, S7 equal, S2 ~10 % faster).
     RhsMapper rhs(b, ldb);

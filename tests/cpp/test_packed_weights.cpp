@@ -60,11 +60,12 @@ const Shape kShapes[] = {{1, 1, 1},    {15, 7, 1},    {16, 8, 2},     {17, 9, 3}
                          {200, 513, 16}, {97, 1100, 17}, {384, 520, 33}, {50, 40, 70},  {1100, 24, 600}};
 
 template <typename T>
-void check_multiply_accumulate() {
+void check_multiply(bool with_bias) {
   for (const Shape& s : kShapes) {
     CAPTURE(s.m);
     CAPTURE(s.k);
     CAPTURE(s.n);
+    CAPTURE(with_bias);
     // Strides wider than the matrices, as the backend's row layouts are.
     const Index lda = s.k + 3, ldb = s.k + 5, ldc = s.m + 2;
     const std::vector<T> a_strided = random_matrix<T>(s.m * lda, 1);
@@ -72,15 +73,20 @@ void check_multiply_accumulate() {
     for (Index i = 0; i < s.m; ++i)
       std::copy_n(a_strided.begin() + i * lda, s.k, a.begin() + i * s.k);
     const std::vector<T> b = random_matrix<T>(s.n * ldb, 2);
+    // C's old values are overwritten, but for the gap between columns (ldc > m), which stays.
     std::vector<T> c = random_matrix<T>(s.n * ldc, 3);
-    const std::vector<double> expected = expected_product(a, b, c, s.m, s.k, s.n, ldb, ldc, 0, s.m);
+    const std::vector<T> bias = random_matrix<T>(s.m, 7);
+    std::vector<T> start = c;
+    for (Index j = 0; j < s.n; ++j)
+      for (Index i = 0; i < s.m; ++i) start[static_cast<size_t>(j * ldc + i)] = with_bias ? bias[static_cast<size_t>(i)] : T(0);
+    const std::vector<double> expected = expected_product(a, b, start, s.m, s.k, s.n, ldb, ldc, 0, s.m);
 
     PackedWeights<T> weights;
     weights.pack(a_strided.data(), s.m, s.k, lda, 64);
     CHECK(weights.rows() == s.m);
     CHECK(weights.depth() == s.k);
     AlignedVector<T> workspace(static_cast<size_t>(weights.workspace_size(s.n)));
-    weights.multiply_accumulate(b.data(), ldb, s.n, c.data(), ldc, workspace.data());
+    weights.multiply(b.data(), ldb, s.n, with_bias ? bias.data() : nullptr, c.data(), ldc, workspace.data());
     check_close(c, expected, s.k);
   }
 }
@@ -114,11 +120,15 @@ void check_multiply_rows() {
 
 }  // namespace
 
-TEST_CASE("packed weights: C += A * B for float over partial panels, depth blocks and strides") {
-  check_multiply_accumulate<float>();
+TEST_CASE("packed weights: C = bias + A * B for float over partial panels, depth blocks and strides") {
+  check_multiply<float>(true);
+  check_multiply<float>(false);
 }
 
-TEST_CASE("packed weights: C += A * B for double") { check_multiply_accumulate<double>(); }
+TEST_CASE("packed weights: C = bias + A * B for double") {
+  check_multiply<double>(true);
+  check_multiply<double>(false);
+}
 
 TEST_CASE("packed weights: a row range of float touches only its rows") { check_multiply_rows<float>(); }
 
