@@ -55,13 +55,9 @@ constexpr int64_t kBatchMajorChunkSteps = 32;
 constexpr Eigen::Index kTypicalRows = 1024;
 constexpr Eigen::Index kTypicalBatch = 64;
 
-// The position of torch's gate row (gate, unit) in the gate-interleaved layout: block b of
-// `width` units occupies rows [4 * b * kBlock, 4 * b * kBlock + 4 * width), gates i, f, g, o.
-int64_t interleaved_row(int64_t gate, int64_t unit, int64_t hidden_size) {
-  const int64_t block = unit / kBlock;
-  const int64_t width = std::min(kBlock, hidden_size - block * kBlock);
-  return 4 * block * kBlock + gate * width + unit % kBlock;
-}
+// Threads' shares of the hidden units start at multiples of this many units (of a direction):
+// the partial blocks their ends make stay whole AVX2 vectors.
+constexpr int64_t kShareAlign = 8;
 
 // [begin, end) of `count` items for `thread` of `threads`.
 std::pair<int64_t, int64_t> split(int64_t count, int thread, int threads) {
@@ -69,6 +65,53 @@ std::pair<int64_t, int64_t> split(int64_t count, int thread, int threads) {
   const int64_t end = count * (thread + 1) / threads;
   return {std::min(begin, count), std::min(end, count)};
 }
+
+// The first unit of each thread's share of the D * H units of all directions (D * H at the end):
+// as even as kShareAlign allows, a direction boundary kept where one falls.
+std::vector<int64_t> unit_shares(int64_t D, int64_t H, int threads) {
+  std::vector<int64_t> bounds(static_cast<size_t>(threads) + 1, D * H);
+  for (int thread = 0; thread < threads; ++thread) {
+    const int64_t unit = split(D * H, thread, threads).first;
+    const int64_t dir = std::min(unit / H, D - 1);
+    const int64_t local = std::min(H, (unit - dir * H + kShareAlign / 2) / kShareAlign * kShareAlign);
+    bounds[static_cast<size_t>(thread)] = std::max(thread > 0 ? bounds[static_cast<size_t>(thread) - 1] : 0, dir * H + local);
+  }
+  return bounds;
+}
+
+// How one direction's hidden units are cut into gate blocks: kBlock units at a time from the
+// start of each thread's share, so the last block of a share may be narrower. Block b's `width`
+// units occupy the interleaved rows [4 * start(b), 4 * start(b + 1)): gates i, f, g, o, each
+// `width` rows.
+class GateBlocks {
+ public:
+  GateBlocks() = default;
+  // `cuts`: the units where shares start, 0 and H included.
+  explicit GateBlocks(const std::vector<int64_t>& cuts) {
+    for (size_t i = 0; i + 1 < cuts.size(); ++i) {
+      for (int64_t unit = cuts[i]; unit < cuts[i + 1]; unit += kBlock) starts_.push_back(unit);
+    }
+    starts_.push_back(cuts.back());
+    block_of_.resize(static_cast<size_t>(cuts.back()));
+    for (int64_t b = 0; b < count(); ++b) std::fill(block_of_.begin() + start(b), block_of_.begin() + start(b + 1), b);
+  }
+  int64_t count() const { return static_cast<int64_t>(starts_.size()) - 1; }
+  int64_t start(int64_t block) const { return starts_[static_cast<size_t>(block)]; }
+  int64_t width(int64_t block) const { return start(block + 1) - start(block); }
+  // The block that starts at `unit` (count() for H).
+  int64_t at(int64_t unit) const {
+    return std::lower_bound(starts_.begin(), starts_.end(), unit) - starts_.begin();
+  }
+  // Where torch's gate row (gate, unit) goes.
+  int64_t row(int64_t gate, int64_t unit) const {
+    const int64_t block = block_of_[static_cast<size_t>(unit)];
+    return 4 * start(block) + gate * width(block) + unit - start(block);
+  }
+
+ private:
+  std::vector<int64_t> starts_;
+  std::vector<int64_t> block_of_;
+};
 
 // The cell update of one gate block for one row: gates hold [i | f | g | o], each `Width` wide
 // (Eigen::Dynamic: `width`). Full blocks use the fixed size, which Eigen unrolls into a few
@@ -97,19 +140,27 @@ class CpuBackend final : public Backend<T> {
  public:
   CpuBackend(const LstmConfig& config, int num_threads) : config_(config), pool_(num_threads) {
     const int64_t D = config.num_directions(), H = config.hidden_size, P = config.output_size();
-    const int64_t nblocks = (H + kBlock - 1) / kBlock;
+    // Each thread takes an equal share of the units (the time of a step is its slowest thread's),
+    // cut into blocks within each direction.
+    const std::vector<int64_t> bounds = unit_shares(D, H, pool_.size());
+    auto local = [&](int64_t unit, int64_t dir) { return std::clamp(unit - dir * H, int64_t(0), H); };
+    for (int64_t dir = 0; dir < D; ++dir) {
+      std::vector<int64_t> cuts{0, H};
+      for (int64_t unit : bounds) cuts.push_back(local(unit, dir));
+      std::sort(cuts.begin(), cuts.end());
+      cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+      blocks_[dir] = GateBlocks(cuts);
+    }
     for (int thread = 0; thread < pool_.size(); ++thread) {
       ThreadShare share;
-      const auto [item0, item1] = split(D * nblocks, thread, pool_.size());
+      const int64_t u0 = bounds[static_cast<size_t>(thread)], u1 = bounds[static_cast<size_t>(thread) + 1];
       // The input projections a thread computes are the gate columns of its own blocks, so the
       // recurrence reads only what its own core wrote: no barrier between the two phases.
-      auto first_column = [&](int64_t item) { return item / nblocks * 4 * H + 4 * std::min(item % nblocks * kBlock, H); };
-      share.col0 = first_column(item0);
-      share.col1 = item1 == D * nblocks ? D * 4 * H : first_column(item1);
+      share.col0 = 4 * u0;
+      share.col1 = 4 * u1;
       const auto [p0, p1] = split(D * P, thread, pool_.size());
       for (int64_t dir = 0; dir < D; ++dir) {
-        share.blocks[dir] = {std::clamp(item0 - dir * nblocks, int64_t(0), nblocks),
-                             std::clamp(item1 - dir * nblocks, int64_t(0), nblocks)};
+        share.blocks[dir] = {blocks_[dir].at(local(u0, dir)), blocks_[dir].at(local(u1, dir))};
         share.outputs[dir] = {std::clamp(p0 - dir * P, int64_t(0), P), std::clamp(p1 - dir * P, int64_t(0), P)};
       }
       shares_.push_back(share);
@@ -119,7 +170,7 @@ class CpuBackend final : public Backend<T> {
     for (int64_t dir = 0; dir < D; ++dir) {
       int owners = 0;
       for (const ThreadShare& share : shares_) {
-        const bool all_blocks = share.blocks[dir] == std::make_pair(int64_t(0), nblocks);
+        const bool all_blocks = share.blocks[dir] == std::make_pair(int64_t(0), blocks_[dir].count());
         const bool projects = config.proj_size > 0;
         const bool all_outputs = !projects || share.outputs[dir] == std::make_pair(int64_t(0), P);
         const bool some = share.blocks[dir].first < share.blocks[dir].second ||
@@ -153,7 +204,7 @@ class CpuBackend final : public Backend<T> {
         for (int64_t gate = 0; gate < 4; ++gate) {
           for (int64_t unit = 0; unit < H; ++unit) {
             const int64_t src = gate * H + unit;
-            const int64_t dst = interleaved_row(gate, unit, H);
+            const int64_t dst = blocks_[dir].row(gate, unit);
             std::copy_n(src_ih + src * I, I, w_ih.data() + (dir * 4 * H + dst) * I);
             std::copy_n(src_hh + src * P, P, w_hh[dir].data() + dst * P);
             if (b_ih) {
@@ -171,7 +222,7 @@ class CpuBackend final : public Backend<T> {
           const auto [lo, hi] = share.direction_columns(dir, H);
           mine.w_ih[dir].pack(w_ih.data() + lo * I, std::max<int64_t>(hi - lo, 0), I, I, kTypicalRows);
           const auto [b0, b1] = share.blocks[dir];
-          const int64_t row0 = 4 * b0 * kBlock, row1 = 4 * std::min(b1 * kBlock, H);
+          const int64_t row0 = 4 * blocks_[dir].start(b0), row1 = 4 * blocks_[dir].start(b1);
           mine.w_hh[dir].pack(w_hh[dir].data() + row0 * P, std::max<int64_t>(row1 - row0, 0), P, P, kTypicalBatch);
           if (const auto* w_hr = weights.find(layer, dir, ParameterKind::weight_hr)) {
             const auto [q0, q1] = share.outputs[dir];
@@ -455,7 +506,7 @@ class CpuBackend final : public Backend<T> {
             const int64_t t0 = dir == 0 ? c0 : steps - c1, t1 = dir == 0 ? c1 : steps - c0;
             gate_rows[dir] = plan.gate_layout(*this, t0, t1);
             const auto [lo, hi] = share.direction_columns(dir, config().hidden_size);
-            if (lo < hi) project_inputs(plan, t0, t1, lo, hi, mine.w_ih[dir], scratch);
+            if (lo < hi) project_inputs(plan, t0, t1, lo, mine.w_ih[dir], scratch);
           }
           // Balanced steps may run another thread's gate blocks: its projections must be done.
           if (balanced) self.pool_.barrier();
@@ -472,7 +523,7 @@ class CpuBackend final : public Backend<T> {
               if (self.step_barriers_) self.pool_.barrier();  // the projection reads every unit
               for (int64_t dir = 0; dir < D; ++dir) {
                 const auto [q0, q1] = share.outputs[dir];
-                if (q0 < q1) project(dir, dir == 0 ? s : steps - 1 - s, q0, q1, mine.w_hr[dir], scratch);
+                if (q0 < q1) project(dir, dir == 0 ? s : steps - 1 - s, q0, mine.w_hr[dir], scratch);
               }
             }
             if (self.step_barriers_ && !last) self.pool_.barrier();
@@ -483,9 +534,10 @@ class CpuBackend final : public Backend<T> {
       store_final_state();
     }
 
-    // gates[steps t0..t1, columns lo..hi) = bias + x W_ih^T, in plan.gate_layout's row order.
-    void project_inputs(const ChunkPlan& plan, int64_t t0, int64_t t1, int64_t lo, int64_t hi,
-                        const PackedWeights<T>& w_ih, T* scratch) {
+    // gates[steps t0..t1, the columns from lo that w_ih has rows for] = bias + x W_ih^T, in
+    // plan.gate_layout's row order.
+    void project_inputs(const ChunkPlan& plan, int64_t t0, int64_t t1, int64_t lo, const PackedWeights<T>& w_ih,
+                        T* scratch) {
       const int64_t width = config().num_directions() * 4 * config().hidden_size;
       T* gates = self.gates_.data() + lo;
       const int64_t chunk_rows = plan.packed
@@ -561,9 +613,9 @@ class CpuBackend final : public Backend<T> {
         const int64_t b0 = self.shares_[static_cast<size_t>(owner)].blocks[dir].first;
         const PackedWeights<T>& w_hh = weights().threads[static_cast<size_t>(owner)].w_hh[dir];
         // Rows of the owner's packed weights; only the last block of H may be narrower.
-        const int64_t base = 4 * b0 * kBlock;
-        const int64_t r0 = 4 * block * kBlock - base;
-        const int64_t r1 = 4 * std::min((block + 1) * kBlock, config().hidden_size) - base;
+        const GateBlocks& blocks = self.blocks_[dir];
+        const int64_t base = 4 * blocks.start(b0);
+        const int64_t r0 = 4 * blocks.start(block) - base, r1 = 4 * blocks.start(block + 1) - base;
         const int64_t ldc = gate_rows.row_stride;
         w_hh.multiply_rows(packed_continuing, continuing, r0, r1, step_gates + base, ldc);
         w_hh.multiply_rows(packed_starting, active - continuing, r0, r1, step_gates + continuing * ldc + base, ldc);
@@ -612,14 +664,15 @@ class CpuBackend final : public Backend<T> {
         T* hidden = projected ? self.projected_input_.data() + (dir * batch + n) * H
                               : output + output_rows.offset(t) + n * output_rows.row_stride + dir * P;
         for (int64_t b = b0; b < b1; ++b) {
-          const int64_t unit = b * kBlock;
-          update_cell(step_gates + n * ldc + 4 * unit, std::min(kBlock, H - unit), cell + unit, hidden + unit);
+          const int64_t unit = self.blocks_[dir].start(b);
+          update_cell(step_gates + n * ldc + 4 * unit, self.blocks_[dir].width(b), cell + unit, hidden + unit);
         }
       }
     }
 
-    // Output columns [q0, q1) of direction `dir` at time t: h_t = (o * tanh(c)) W_hr^T.
-    void project(int64_t dir, int64_t t, int64_t q0, int64_t q1, const PackedWeights<T>& w_hr, T* scratch) {
+    // Direction `dir`'s output columns from q0 that w_hr has rows for, at time t:
+    // h_t = (o * tanh(c)) W_hr^T.
+    void project(int64_t dir, int64_t t, int64_t q0, const PackedWeights<T>& w_hr, T* scratch) {
       const int64_t H = config().hidden_size, P = config().output_size();
       const int64_t active = batch_sizes[t];
       T* out = output + output_rows.offset(t) + dir * P + q0;
@@ -648,6 +701,7 @@ class CpuBackend final : public Backend<T> {
 
   LstmConfig config_;
   ThreadPool pool_;
+  GateBlocks blocks_[2];  // per direction
   std::vector<ThreadShare> shares_;
   bool step_barriers_ = false;  // whether a direction's step is shared between threads
   std::vector<ClaimCounter> claims_;  // (thread, direction), for balanced layers
