@@ -88,6 +88,16 @@ def test_forward_matches_torch_for_large_models(
     assert_matches_torch(module, model, x, random_hx(module, batch, dtype=dtype))
 
 
+@pytest.mark.parametrize("num_threads", [2, 3, 5])
+@pytest.mark.parametrize("hidden_size", [7, 25, 100, 130])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_threads_share_the_units_of_any_hidden_size(num_threads, hidden_size, bidirectional):
+    # Shares end inside a gate block (the partial block of each share) or on a direction boundary.
+    module, model = make_pair(5, hidden_size, num_layers=2, bidirectional=bidirectional, num_threads=num_threads)
+    x = random_input(module, steps=4, batch=3)
+    assert_matches_torch(module, model, x, random_hx(module, 3))
+
+
 @pytest.mark.parametrize("num_threads", [1, 2, 3, 8, 64])
 def test_forward_matches_torch_for_any_thread_count(num_threads):
     # More threads than gate blocks or projection columns leaves some threads without work.
