@@ -78,19 +78,16 @@ def needs_core(isa):
     return pytest.mark.skipif(isa not in _native.built_isas(), reason=f"this build has no {isa} core")
 
 
-@needs_core("avx2")
-def test_a_cpu_without_avx512_gets_the_avx2_core():
-    out = _run(_fake_cpu(NO_AVX512) + SHOW_CORE)
-    assert "simd: x86-64-v3 (AVX2+FMA)" in out, out
-    assert "core: fastlstm._core_avx2" in out, out
-    assert "shape: (2, 1, 4)" in out, out
-
-
-@needs_core("baseline")
-def test_a_cpu_without_avx2_gets_the_baseline_core():
-    out = _run(_fake_cpu(NO_AVX2) + SHOW_CORE)
-    assert "simd: x86-64 baseline (SSE2)" in out, out
-    assert "core: fastlstm._core_baseline" in out, out
+@pytest.mark.parametrize("missing,isa,simd", [
+    (NO_AVX512, "avx2", "x86-64-v3 (AVX2+FMA)"),
+    (NO_AVX2, "baseline", "x86-64 baseline (SSE2)"),
+], ids=["no-avx512-gets-avx2", "no-avx2-gets-baseline"])
+def test_a_cpu_without_a_feature_gets_the_next_core_down(missing, isa, simd):
+    if isa not in _native.built_isas():
+        pytest.skip(f"this build has no {isa} core")
+    out = _run(_fake_cpu(missing) + SHOW_CORE)
+    assert f"simd: {simd}" in out, out
+    assert f"core: fastlstm._core_{isa}" in out, out
     assert "shape: (2, 1, 4)" in out, out
 
 
