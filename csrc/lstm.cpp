@@ -12,6 +12,7 @@
 #endif
 
 #include "backend.hpp"
+#include "cpu_check.hpp"
 #include "shape_string.hpp"
 #include "fastlstm/error.hpp"
 #include "fastlstm/version.hpp"
@@ -89,8 +90,27 @@ std::vector<ParameterSpec> parameter_specs(const LstmConfig& config) {
   return specs;
 }
 
+namespace detail {
+void require_supported_cpu() {
+  const char* missing = missing_cpu_features();
+  if (*missing == '\0') return;
+  throw Error(std::string("fastlstm: this library was built for ") + FASTLSTM_SIMD_LEVEL +
+              ", which this CPU cannot run (it lacks " + missing +
+              "): link the fastlstm::fastlstm_<isa> target of an instruction set it has (baseline runs on every "
+              "x86-64 CPU), or rebuild with -DFASTLSTM_ISA=baseline");
+}
+}  // namespace detail
+
+namespace {
+// Checks the CPU before anything else of a model is built.
+const LstmConfig& on_supported_cpu(const LstmConfig& config) {
+  detail::require_supported_cpu();
+  return config;
+}
+}  // namespace
+
 template <typename T>
-LstmWeights<T>::LstmWeights(const LstmConfig& config) : config_(config) {
+LstmWeights<T>::LstmWeights(const LstmConfig& config) : config_(on_supported_cpu(config)) {
   for (ParameterSpec& spec : parameter_specs(config)) {
     const auto count = static_cast<size_t>(spec.numel());
     parameters_.push_back({std::move(spec), std::vector<T>(count, T(0))});

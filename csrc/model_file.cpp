@@ -3,6 +3,7 @@
 // offset and shape is checked against the bytes actually there before it is used.
 #include "fastlstm/model_file.hpp"
 
+#include "cpu_check.hpp"
 #include "shape_string.hpp"
 
 #include <algorithm>
@@ -973,6 +974,7 @@ void save_model_file(const std::string& path, const LstmWeights<T>& weights) {
 
 template <typename T>
 Lstm<T> Lstm<T>::load(const std::string& path, const std::string& prefix, int num_threads) {
+  detail::require_supported_cpu();
   return Lstm<T>(read_model_file<T>(path, prefix), num_threads);
 }
 

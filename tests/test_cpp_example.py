@@ -15,6 +15,8 @@ Skipped with the reason when cmake or a C++ compiler is missing.
 
 import fcntl
 import os
+import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +27,7 @@ import numpy as np
 import pytest
 
 import fastlstm
+from fastlstm import _cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "cpp"
@@ -98,6 +101,60 @@ def example(request, cmake, tmp_path_factory):
                  "-DCMAKE_BUILD_TYPE=Release"]), "configuring examples/cpp")
     _check(_run([*exe, "--build", build, "--parallel", "2"]), "building examples/cpp")
     return build / "fastlstm_run"
+
+
+def _package_isas(cmake_dir):
+    """fastlstm_ISA and fastlstm_ISAS as the package's fastlstmConfig.cmake sets them."""
+    text = (cmake_dir / "fastlstmConfig.cmake").read_text()
+    default = re.search(r'set\(fastlstm_ISA "([^"]*)"\)', text).group(1)
+    cores = re.search(r'set\(fastlstm_ISAS "([^"]*)"\)', text).group(1).split(";")
+    return default, cores
+
+
+@pytest.fixture(scope="session", params=["baseline", "avx2", "avx512"])
+def wheel_core_example(request, cmake, tmp_path_factory):
+    """The example linked to the wheel's fastlstm::fastlstm_<isa>, with that core's simd_level()."""
+    isa = request.param
+    (exe, generator) = cmake
+    cmake_dir = _wheel_cmake_dir()
+    default, cores = _package_isas(cmake_dir)
+    if isa not in cores:
+        pytest.skip(f"this fastlstm's CMake package has no {isa} core (it has {', '.join(cores)})")
+    missing = _cpu.missing_features(isa)
+    if missing:
+        pytest.skip(f"this CPU lacks {', '.join(missing)}: the {isa} core cannot run here")
+    build = tmp_path_factory.mktemp(f"example-wheel-{isa}")
+    configure = _run([*exe, "-S", EXAMPLE, "-B", build, *generator, f"-Dfastlstm_DIR={cmake_dir}",
+                      "-DCMAKE_BUILD_TYPE=Release", f"-DFASTLSTM_TARGET=fastlstm::fastlstm_{isa}"])
+    _check(configure, "configuring examples/cpp")
+    assert f"linking fastlstm::fastlstm_{isa}" in configure.stdout
+    _check(_run([*exe, "--build", build, "--parallel", "2"]), "building examples/cpp")
+    return build / "fastlstm_run", isa
+
+
+def test_the_wheel_carries_a_core_for_each_instruction_set():
+    default, cores = _package_isas(_wheel_cmake_dir())
+    assert default == "avx2"  # what fastlstm::fastlstm links: the library's default FASTLSTM_ISA
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        assert sorted(cores) == ["avx2", "avx512", "baseline"]
+        lib = _wheel_cmake_dir().parent.parent  # <prefix>/lib/cmake/fastlstm -> <prefix>/lib
+        for isa in ("baseline", "avx512"):
+            assert any(lib.glob(f"*fastlstm_{isa}.*")), f"no fastlstm_{isa} library in {lib}"
+
+
+def test_each_core_of_the_wheel_computes_what_python_computes(wheel_core_example, tmp_path):
+    example, isa = wheel_core_example
+    model = fastlstm.LSTM(7, 40, num_layers=2, proj_size=5)  # 40 units: whole and partial vector blocks
+    model.save(tmp_path / "model.safetensors")
+    x = np.random.default_rng(3).standard_normal((6, 3, 7), dtype=np.float32)
+    x.tofile(tmp_path / "input.f32")
+    result = _run([example, tmp_path / "model.safetensors", "--shape", "6,3,7", "--input", tmp_path / "input.f32",
+                   "--output", tmp_path / "output.f32"])
+    _check(result, f"fastlstm_run ({isa} core)")
+    level = {"baseline": "x86-64 baseline (SSE2)", "avx2": "x86-64-v3 (AVX2+FMA)", "avx512": "x86-64-v4 (AVX-512)"}
+    assert level[isa] in result.stderr
+    output, _ = model(x)
+    np.testing.assert_allclose(_read_f32(tmp_path / "output.f32", output.shape), output, rtol=0, atol=1e-5)
 
 
 def _read_f32(path, shape):

@@ -25,10 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 FUZZ = ROOT / "tests" / "fuzz"
 CORPUS = FUZZ / "corpus"
 SOURCES = [FUZZ / "fuzz_model_file.cpp", FUZZ / "no_backend.cpp", ROOT / "csrc" / "model_file.cpp",
-           ROOT / "csrc" / "lstm.cpp"]
+           ROOT / "csrc" / "lstm.cpp", ROOT / "csrc" / "cpu_check.cpp"]
 FLAGS = ["-std=c++17", "-g", "-O1", "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=undefined",
          f"-I{ROOT / 'csrc' / 'include'}", f"-I{ROOT / 'csrc'}", '-DFASTLSTM_VERSION="fuzz"',
-         '-DFASTLSTM_SIMD_LEVEL="fuzz"']
+         '-DFASTLSTM_SIMD_LEVEL="fuzz"', '-DFASTLSTM_BUILD_ISA="baseline"']
 INSTALL_HINT = "Debian: apt-get install clang libclang-rt-14-dev"
 
 
@@ -59,7 +59,7 @@ def _build_fuzzer(tmp_dir: Path) -> Path:
 
     digest = hashlib.sha256(subprocess.run([clang, "--version"], capture_output=True).stdout)
     digest.update(" ".join(FLAGS).encode())
-    headers = sorted((ROOT / "csrc" / "include" / "fastlstm").glob("*.hpp")) + [ROOT / "csrc" / "backend.hpp"]
+    headers = sorted((ROOT / "csrc" / "include" / "fastlstm").glob("*.hpp")) + [ROOT / "csrc" / name for name in ("backend.hpp", "cpu_check.hpp", "cpu_features.h")]
     for source in SOURCES + headers:
         digest.update(source.read_bytes())
     cache = ROOT / "build" / "fuzz" / digest.hexdigest()[:16]

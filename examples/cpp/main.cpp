@@ -190,6 +190,12 @@ void run_stream(const fastlstm::Lstm<float>& model, const Options& options) {
 
 int main(int argc, char** argv) {
   const Options options = parse(argc, argv);
+  // Before anything else: a library built for an instruction set this CPU lacks would fault.
+  if (*fastlstm::missing_cpu_features() != '\0') {
+    std::cerr << "fastlstm_run: this fastlstm (" << fastlstm::simd_level() << ") needs CPU features this CPU lacks: "
+              << fastlstm::missing_cpu_features() << "\n";
+    return 1;
+  }
   try {
     const auto model = fastlstm::Lstm<float>::load(options.model, options.prefix, options.threads);
     const fastlstm::LstmConfig& config = model.config();
@@ -197,7 +203,7 @@ int main(int argc, char** argv) {
               << config.hidden_size << ", num_layers=" << config.num_layers
               << (config.bidirectional ? ", bidirectional" : "") << (config.batch_first ? ", batch_first" : "")
               << (config.proj_size ? ", proj_size=" + std::to_string(config.proj_size) : "") << "), "
-              << model.num_threads() << " thread(s)\n";
+              << model.num_threads() << " thread(s), " << fastlstm::simd_level() << "\n";
     if (options.stream) {
       if (options.shape[2] != config.input_size) {
         throw std::runtime_error("--shape: H_in is " + std::to_string(options.shape[2]) +

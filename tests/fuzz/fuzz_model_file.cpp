@@ -3,7 +3,8 @@
 // anything else (a crash, a sanitizer report, another exception, an allocation over
 // -malloc_limit_mb) is a finding. Built and run by tests/test_model_file_fuzz.py:
 //   clang++ -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -Icsrc/include -Icsrc \
-//     tests/fuzz/fuzz_model_file.cpp tests/fuzz/no_backend.cpp csrc/model_file.cpp csrc/lstm.cpp
+//     -DFASTLSTM_VERSION='"fuzz"' -DFASTLSTM_SIMD_LEVEL='"fuzz"' -DFASTLSTM_BUILD_ISA='"baseline"' \
+//     tests/fuzz/fuzz_model_file.cpp tests/fuzz/no_backend.cpp csrc/model_file.cpp csrc/lstm.cpp csrc/cpu_check.cpp
 //   ./a.out -dict=tests/fuzz/safetensors.dict -max_total_time=60 CORPUS tests/fuzz/corpus
 #include <cstdint>
 #include <cstring>
