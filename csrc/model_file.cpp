@@ -24,7 +24,6 @@
 #if defined(__unix__) || defined(__APPLE__)
 #define FASTLSTM_POSIX_FILES 1
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #else
@@ -345,10 +344,33 @@ class HeaderParser {
   const char* end_;
 };
 
-// The header and data of a model file in memory, every tensor checked against the data's length.
+// Where a model file's bytes come from: memory, or a file read piece by piece (FileSource).
+class ByteSource {
+ public:
+  virtual ~ByteSource() = default;
+  virtual uint64_t size() const = 0;
+  // `length` bytes at `offset` into `out`; the caller keeps offset + length <= size().
+  virtual void read(uint64_t offset, size_t length, void* out) const = 0;
+};
+
+class MemorySource final : public ByteSource {
+ public:
+  MemorySource(const void* data, size_t size) : data_(static_cast<const unsigned char*>(data)), size_(size) {}
+  uint64_t size() const override { return size_; }
+  void read(uint64_t offset, size_t length, void* out) const override {
+    if (length > 0) std::memcpy(out, data_ + offset, length);
+  }
+
+ private:
+  const unsigned char* data_;
+  size_t size_;
+};
+
+// The header of a model file, every tensor checked against the length of the data after it.
 struct ParsedFile {
   Header header;
-  const unsigned char* data = nullptr;  // the byte buffer after the header
+  const ByteSource* source = nullptr;
+  uint64_t data_offset = 0;  // where the data after the header starts
   int64_t data_size = 0;
 
   const TensorEntry& tensor(const std::string& name) const {
@@ -370,13 +392,16 @@ int64_t checked_numel(const TensorEntry& entry) {
   return n;
 }
 
-ParsedFile parse_file(const void* bytes, size_t size) {
-  const auto* file = static_cast<const unsigned char*>(bytes);
+// Reads and checks the header; reads none of the tensors' data.
+ParsedFile parse_file(const ByteSource& source) {
+  const uint64_t size = source.size();
   if (size < 8) {
     invalid("truncated: " + std::to_string(size) + " bytes, less than the 8-byte header length");
   }
+  unsigned char length[8];
+  source.read(0, 8, length);
   uint64_t header_size = 0;
-  for (int i = 7; i >= 0; --i) header_size = (header_size << 8) | file[i];
+  for (int i = 7; i >= 0; --i) header_size = (header_size << 8) | length[i];
   if (header_size > kMaxHeaderBytes) {
     invalid("header length " + std::to_string(header_size) + " exceeds the limit of " +
             std::to_string(kMaxHeaderBytes) + " bytes");
@@ -385,9 +410,12 @@ ParsedFile parse_file(const void* bytes, size_t size) {
     invalid("truncated: header length " + std::to_string(header_size) + " exceeds the " +
             std::to_string(size - 8) + " bytes after it");
   }
+  std::string header(static_cast<size_t>(header_size), '\0');
+  source.read(8, header.size(), header.data());
   ParsedFile parsed;
-  parsed.header = HeaderParser(reinterpret_cast<const char*>(file + 8), header_size).parse();
-  parsed.data = file + 8 + header_size;
+  parsed.header = HeaderParser(header.data(), header.size()).parse();
+  parsed.source = &source;
+  parsed.data_offset = 8 + header_size;
   parsed.data_size = static_cast<int64_t>(size - 8 - header_size);
 
   std::vector<const TensorEntry*> by_offset;
@@ -552,9 +580,9 @@ struct FileLstm {
   ModelFileInfo info;
 };
 
-FileLstm find_file_lstm(const void* bytes, size_t size, const std::string& prefix) {
+FileLstm find_file_lstm(const ByteSource& source, const std::string& prefix) {
   FileLstm found;
-  found.file = parse_file(bytes, size);
+  found.file = parse_file(source);
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const TensorEntry& entry : found.file.header.tensors) shapes.emplace(entry.name, entry.shape);
   found.lstm = infer_lstm(shapes, prefix);
@@ -572,43 +600,47 @@ FileLstm find_file_lstm(const void* bytes, size_t size, const std::string& prefi
   return found;
 }
 
-// Little-endian element i of a file's tensor.
-template <typename S>
-S load_element(const unsigned char* bytes, int64_t i) {
-  unsigned char raw[sizeof(S)];
-  std::memcpy(raw, bytes + i * static_cast<int64_t>(sizeof(S)), sizeof(S));
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-  std::reverse(raw, raw + sizeof(S));
-#endif
-  S value;
-  std::memcpy(&value, raw, sizeof(S));
-  return value;
-}
-
+// A tensor of `n` elements of S at `offset` of `source`, cast to T (little-endian in the file).
 template <typename T, typename S>
-void copy_tensor(const unsigned char* bytes, std::vector<T>& values) {
-  const auto n = static_cast<int64_t>(values.size());
+void copy_tensor(const ByteSource& source, uint64_t offset, std::vector<T>& values) {
+  const size_t n = values.size();
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
   if constexpr (std::is_same_v<T, S>) {
-    std::memcpy(values.data(), bytes, values.size() * sizeof(T));
+    source.read(offset, n * sizeof(T), values.data());
     return;
   }
 #endif
-  for (int64_t i = 0; i < n; ++i) values[static_cast<size_t>(i)] = static_cast<T>(load_element<S>(bytes, i));
+  // A piece at a time through a small buffer: no second copy of the tensor.
+  constexpr size_t kPiece = 4096;
+  unsigned char raw[kPiece * sizeof(S)];
+  for (size_t i0 = 0; i0 < n; i0 += kPiece) {
+    const size_t count = std::min(kPiece, n - i0);
+    source.read(offset + i0 * sizeof(S), count * sizeof(S), raw);
+    for (size_t i = 0; i < count; ++i) {
+      unsigned char element[sizeof(S)];
+      std::memcpy(element, raw + i * sizeof(S), sizeof(S));
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+      std::reverse(element, element + sizeof(S));
+#endif
+      S value;
+      std::memcpy(&value, element, sizeof(S));
+      values[i0 + i] = static_cast<T>(value);
+    }
+  }
 }
 
 template <typename T>
-LstmWeights<T> read_weights(const void* bytes, size_t size, const std::string& prefix) {
-  FileLstm found = find_file_lstm(bytes, size, prefix);
+LstmWeights<T> read_weights(const ByteSource& source, const std::string& prefix) {
+  FileLstm found = find_file_lstm(source, prefix);
   LstmWeights<T> weights(found.info.config);
   for (const auto& [parameter, key] : found.lstm.keys) {
     const TensorEntry& entry = found.file.tensor(key);
     std::vector<T>& values = weights.find(parameter)->values;
-    const unsigned char* source = found.file.data + entry.begin;
+    const uint64_t offset = found.file.data_offset + static_cast<uint64_t>(entry.begin);
     if (entry.dtype == "F32") {
-      copy_tensor<T, float>(source, values);
+      copy_tensor<T, float>(source, offset, values);
     } else {
-      copy_tensor<T, double>(source, values);
+      copy_tensor<T, double>(source, offset, values);
     }
   }
   return weights;
@@ -628,63 +660,78 @@ auto naming_file(const std::string& name, F&& body) -> decltype(body()) {
   throw FileError(what + " " + quoted(path) + ": " + std::strerror(errno_value), path, errno_value);
 }
 
-// A whole file, read-only, for as long as the object lives: memory-mapped where the system can.
-class MappedFile {
+// A file read with pread where the system has it, not mapped: a file that another process
+// truncates while it is read (a copy over it, say) gives an error here, where a mapping would
+// give SIGBUS. Thread-safe: reads carry their own offsets.
+class FileSource final : public ByteSource {
  public:
-  explicit MappedFile(const std::string& path) {
+  explicit FileSource(const std::string& path) : path_(path) {
 #if defined(FASTLSTM_POSIX_FILES)
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) file_error("cannot open", path, errno);
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) file_error("cannot open", path, errno);
     struct stat status;
-    if (::fstat(fd, &status) != 0) {
-      const int e = errno;
-      ::close(fd);
-      file_error("cannot read", path, e);
-    }
-    if (!S_ISREG(status.st_mode)) {
-      ::close(fd);
-      file_error("cannot read", path, S_ISDIR(status.st_mode) ? EISDIR : EINVAL);
-    }
-    if (static_cast<uint64_t>(status.st_size) > std::numeric_limits<size_t>::max() / 2) {
-      ::close(fd);
-      file_error("cannot map", path, EFBIG);
-    }
-    size_ = static_cast<size_t>(status.st_size);
-    if (size_ > 0) {
-      void* mapped = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-      if (mapped == MAP_FAILED) {
-        const int e = errno;
-        ::close(fd);
-        file_error("cannot map", path, e);
-      }
-      data_ = mapped;
-    }
-    ::close(fd);  // the mapping keeps the file
+    if (::fstat(fd_, &status) != 0) fail("cannot read", errno);
+    if (!S_ISREG(status.st_mode)) fail("cannot read", S_ISDIR(status.st_mode) ? EISDIR : EINVAL);
+    size_ = static_cast<uint64_t>(status.st_size);
 #else
-    std::ifstream in(path, std::ios::binary);
-    if (!in) file_error("cannot open", path, errno);
-    buffer_.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    if (in.bad()) file_error("cannot read", path, errno);
-    data_ = buffer_.data();
-    size_ = buffer_.size();
+    in_.open(path, std::ios::binary | std::ios::ate);
+    if (!in_) file_error("cannot open", path, errno);
+    size_ = static_cast<uint64_t>(in_.tellg());
 #endif
   }
-  ~MappedFile() {
+  ~FileSource() override {
 #if defined(FASTLSTM_POSIX_FILES)
-    if (data_) ::munmap(data_, size_);
+    if (fd_ >= 0) ::close(fd_);
 #endif
   }
-  MappedFile(const MappedFile&) = delete;
-  MappedFile& operator=(const MappedFile&) = delete;
+  FileSource(const FileSource&) = delete;
+  FileSource& operator=(const FileSource&) = delete;
 
-  const void* data() const { return data_; }
-  size_t size() const { return size_; }
+  uint64_t size() const override { return size_; }
+
+  void read(uint64_t offset, size_t length, void* out) const override {
+    auto* bytes = static_cast<char*>(out);
+#if defined(FASTLSTM_POSIX_FILES)
+    while (length > 0) {
+      const size_t piece = std::min<size_t>(length, size_t(1) << 30);
+      const ssize_t got = ::pread(fd_, bytes, piece, static_cast<off_t>(offset));
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0) file_error("cannot read", path_, errno);
+      if (got == 0) shrank(offset);
+      bytes += got;
+      offset += static_cast<uint64_t>(got);
+      length -= static_cast<size_t>(got);
+    }
+#else
+    std::lock_guard<std::mutex> lock(mutex_);
+    in_.clear();
+    in_.seekg(static_cast<std::streamoff>(offset));
+    in_.read(bytes, static_cast<std::streamsize>(length));
+    if (static_cast<size_t>(in_.gcount()) != length) shrank(offset + static_cast<uint64_t>(in_.gcount()));
+#endif
+  }
 
  private:
-  void* data_ = nullptr;
-  size_t size_ = 0;
-#if !defined(FASTLSTM_POSIX_FILES)
-  std::string buffer_;
+#if defined(FASTLSTM_POSIX_FILES)
+  // For the constructor, whose failure runs no destructor.
+  [[noreturn]] void fail(const char* what, int errno_value) const {
+    ::close(fd_);
+    file_error(what, path_, errno_value);
+  }
+#endif
+  [[noreturn]] void shrank(uint64_t at) const {
+    throw FileError("cannot read " + quoted(path_) + ": it ended at byte " + std::to_string(at) + " of the " +
+                        std::to_string(size_) + " it had when opened (changed while being read?)",
+                    path_, EIO);
+  }
+
+  std::string path_;
+  uint64_t size_ = 0;
+#if defined(FASTLSTM_POSIX_FILES)
+  int fd_ = -1;
+#else
+  mutable std::ifstream in_;
+  mutable std::mutex mutex_;
 #endif
 };
 
@@ -941,23 +988,25 @@ StateDictLstm infer_lstm(const std::map<std::string, std::vector<int64_t>>& shap
 
 ModelFileInfo inspect_model_bytes(const void* data, size_t size, const std::string& prefix,
                                   const std::string& name) {
-  return naming_file(name, [&] { return find_file_lstm(data, size, prefix).info; });
+  const MemorySource source(data, size);
+  return naming_file(name, [&] { return find_file_lstm(source, prefix).info; });
 }
 
 template <typename T>
 LstmWeights<T> read_model_bytes(const void* data, size_t size, const std::string& prefix, const std::string& name) {
-  return naming_file(name, [&] { return read_weights<T>(data, size, prefix); });
+  const MemorySource source(data, size);
+  return naming_file(name, [&] { return read_weights<T>(source, prefix); });
 }
 
 ModelFileInfo inspect_model_file(const std::string& path, const std::string& prefix) {
-  const MappedFile file(path);
-  return inspect_model_bytes(file.data(), file.size(), prefix, path);
+  const FileSource source(path);
+  return naming_file(path, [&] { return find_file_lstm(source, prefix).info; });
 }
 
 template <typename T>
 LstmWeights<T> read_model_file(const std::string& path, const std::string& prefix) {
-  const MappedFile file(path);
-  return read_model_bytes<T>(file.data(), file.size(), prefix, path);
+  const FileSource source(path);
+  return naming_file(path, [&] { return read_weights<T>(source, prefix); });
 }
 
 template <typename T>

@@ -142,6 +142,18 @@ def test_the_wheel_carries_a_core_for_each_instruction_set():
             assert any(lib.glob(f"*fastlstm_{isa}.*")), f"no fastlstm_{isa} library in {lib}"
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="libstdc++'s ABI switch")
+def test_every_exported_core_carries_the_string_abi_it_was_built_with():
+    # A program compiled with the other std::string ABI would not link (manylinux2014 builds
+    # with the old one), so each target tells its consumers which one to use.
+    targets = (_wheel_cmake_dir() / "fastlstmTargets.cmake").read_text()
+    _, cores = _package_isas(_wheel_cmake_dir())
+    for core in ["fastlstm"] + [f"fastlstm_{isa}" for isa in cores if isa != "avx2"]:
+        block = re.search(rf"set_target_properties\(fastlstm::{core} PROPERTIES(.*?)\n\)", targets, re.S)
+        assert block, f"fastlstm::{core} is not exported"
+        assert re.search(r'INTERFACE_COMPILE_DEFINITIONS "[^"]*_GLIBCXX_USE_CXX11_ABI=[01]', block.group(1)), core
+
+
 def test_each_core_of_the_wheel_computes_what_python_computes(wheel_core_example, tmp_path):
     example, isa = wheel_core_example
     model = fastlstm.LSTM(7, 40, num_layers=2, proj_size=5)  # 40 units: whole and partial vector blocks

@@ -170,3 +170,58 @@ def test_a_failed_load_leaves_the_model_it_would_have_replaced_untouched(tmp_pat
         model._engine.read_weights(str(path))
     for name, value in before.items():
         assert np.array_equal(getattr(model, name), value)
+
+
+# Loads in a loop while a second process truncates the file and writes it back in place (as a
+# `cp` over a model file does): every load gets the whole model or an OSError, and the process
+# never dies of SIGBUS (a memory-mapped reader does: checked against one).
+_RACE = r"""
+import multiprocessing as mp, os, sys, time
+import numpy as np
+import fastlstm
+
+def rewrite(path, data, stop, parent):
+    while not stop.is_set() and os.getppid() == parent:  # the loader may have died
+        with open(path, "r+b") as f:
+            f.truncate(64)
+            f.seek(0)
+            f.write(data)
+        time.sleep(0.002)  # a whole file now and then
+
+if __name__ == "__main__":
+    path = sys.argv[1]
+    data = open(path, "rb").read()
+    expected = fastlstm.LSTM.load(path).weight_hh_l0.copy()
+    stop = mp.Event()
+    writer = mp.Process(target=rewrite, args=(path, data, stop, os.getpid()))
+    writer.start()
+    loaded = failed = 0
+    deadline = time.monotonic() + float(sys.argv[2])
+    try:
+        while time.monotonic() < deadline or failed == 0 or loaded == 0:
+            try:
+                model = fastlstm.LSTM.load(path)
+            except (OSError, ValueError):
+                failed += 1
+                continue
+            assert np.array_equal(model.weight_hh_l0, expected)
+            loaded += 1
+    finally:
+        stop.set()
+        writer.join()
+    print(loaded, failed)
+"""
+
+
+def test_a_file_truncated_while_it_loads_is_an_error_not_a_crash(tmp_path):
+    import subprocess
+    import sys
+
+    fastlstm.LSTM(64, 512).save(tmp_path / "model.safetensors")  # 4.3 MB: a wide window
+    script = tmp_path / "race.py"
+    script.write_text(_RACE)
+    result = subprocess.run([sys.executable, str(script), str(tmp_path / "model.safetensors"), "2"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
+    loaded, failed = map(int, result.stdout.split())
+    assert failed > 0 and loaded > 0  # both sides of the race were run

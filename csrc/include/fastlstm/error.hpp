@@ -19,7 +19,7 @@ class InvalidArgument : public Error {
   using Error::Error;
 };
 
-// The operating system refused to open, map, read or write a file; errno_value() says why (0
+// The operating system refused to open, read or write a file; errno_value() says why (0
 // when no errno applies).
 class FileError : public Error {
  public:

@@ -7,7 +7,7 @@
 //
 // Reading never trusts the file: every size, offset and shape is checked against the file's
 // length before anything is allocated or read, and anything malformed raises InvalidArgument
-// naming the file and the problem. Failing to open, map or write a file raises FileError.
+// naming the file and the problem. Failing to open, read or write a file raises FileError.
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -46,14 +46,17 @@ struct ModelFileInfo {
   DType dtype;        // the metadata's dtype; without, float64 if every LSTM tensor is F64, else float32
 };
 
-// Maps the file at `path`, checks its header and infers the LSTM under `prefix` (see
-// infer_lstm); a configuration in the metadata must agree with the tensors. Throws FileError when
-// the file cannot be read, InvalidArgument ("<path>: <problem>") when it is malformed, holds no
-// LSTM under the prefix, or its LSTM tensors are not F32/F64. Thread-safe.
+// Reads the header of the file at `path` (and nothing more), checks it and infers the LSTM under
+// `prefix` (see infer_lstm); a configuration in the metadata must agree with the tensors. Throws
+// FileError when the file cannot be read, InvalidArgument ("<path>: <problem>") when it is
+// malformed, holds no LSTM under the prefix, or its LSTM tensors are not F32/F64. Thread-safe.
+// Files are read, not memory-mapped: one that another process truncates meanwhile raises
+// FileError (EIO) instead of crashing the process.
 ModelFileInfo inspect_model_file(const std::string& path, const std::string& prefix = "");
 
-// As inspect_model_file, then reads the LSTM's tensors cast to T (as load_state_dict casts).
-// Allocates only the weights, at most twice the file's size. Thread-safe.
+// As inspect_model_file, then reads the LSTM's tensors cast to T (as load_state_dict casts)
+// straight into the weights: allocates only those (at most twice the file's size) and the
+// header. Thread-safe.
 template <typename T>
 LstmWeights<T> read_model_file(const std::string& path, const std::string& prefix = "");
 
