@@ -42,7 +42,7 @@ def self_check(threads: Optional[int], repeats: int) -> int:
     print(f"  output {output.shape}, h_n {h_n.shape}, c_n {c_n.shape}")
 
     fns = {"fastlstm": lambda: model(x)}
-    diff = None
+    diff = 0.0  # fastlstm against torch, when torch is there
     if torch is None:
         print("  torch not found: timing fastlstm alone (no comparison)")
     else:

@@ -25,7 +25,7 @@ def _load() -> Tuple[Any, int, str]:
                                 "pip install '.[cuda]' -C cmake.define.FASTLSTM_CUDA=ON)")
         if _loaded is None:
             try:
-                from . import _cuda
+                _cuda = importlib.import_module(f"{__package__}._cuda")
             except ImportError as error:
                 text = str(error)
                 if "cublas" in text.lower():

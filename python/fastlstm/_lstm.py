@@ -7,7 +7,7 @@ import numbers
 import os
 import warnings
 from collections import OrderedDict
-from typing import Any, Iterator, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import Any, Iterator, Mapping, NamedTuple, Optional, Tuple, Union, overload
 
 import numpy as np
 
@@ -20,6 +20,8 @@ from ._stream import LSTMStream
 
 ArrayLike = Any  # numpy.ndarray, anything exposing __dlpack__ / __array_interface__, or a GPU array
 State = Tuple[np.ndarray, np.ndarray]
+Hx = Optional[Tuple[ArrayLike, ArrayLike]]  # (h_0, c_0)
+AnyResult = Tuple[Any, Tuple[Any, Any]]  # output, (h_n, c_n) in a GPU array's own framework
 
 _ENGINES = {np.dtype(np.float32): _core.LstmFloat32, np.dtype(np.float64): _core.LstmFloat64}
 
@@ -77,6 +79,21 @@ class LSTM:
         >>> output.shape, h_n.shape, c_n.shape
         ((5, 3, 20), (2, 3, 20), (2, 3, 20))
     """
+
+    # Set once, through __dict__, by __init__ (__setattr__ refuses later changes).
+    input_size: int
+    hidden_size: int
+    num_layers: int
+    bias: bool
+    batch_first: bool
+    dropout: float
+    bidirectional: bool
+    proj_size: int
+    _dtype: np.dtype
+    _engine: Any  # the compiled LstmFloat32 / LstmFloat64
+    _parameter_names: Tuple[str, ...]
+    _device_engine: Any  # the CUDA engine, or None on the CPU
+    _allow_tf32: bool
 
     def __init__(
         self,
@@ -391,10 +408,22 @@ class LSTM:
         return _model_file.from_state_dict(cls, state_dict, prefix, dtype, num_threads)
 
     # ----------------------------------------------------------------------------- forward
-    def __call__(self, input: ArrayLike, hx: Optional[Tuple[ArrayLike, ArrayLike]] = None):
+    # NumPy in, NumPy out. A PackedSequence gives one back and GPU arrays give arrays of their own
+    # framework (torch and CuPy are optional): Any.
+    @overload
+    def __call__(self, input: np.ndarray, hx: Hx = None) -> Tuple[np.ndarray, State]: ...
+    @overload
+    def __call__(self, input: ArrayLike, hx: Hx = None) -> AnyResult: ...
+
+    def __call__(self, input: ArrayLike, hx: Hx = None) -> AnyResult:
         return self.forward(input, hx)
 
-    def forward(self, input: Union[ArrayLike, PackedSequence], hx: Optional[Tuple[ArrayLike, ArrayLike]] = None):
+    @overload
+    def forward(self, input: np.ndarray, hx: Hx = None) -> Tuple[np.ndarray, State]: ...
+    @overload
+    def forward(self, input: ArrayLike, hx: Hx = None) -> AnyResult: ...
+
+    def forward(self, input: ArrayLike, hx: Hx = None) -> AnyResult:
         """Runs the LSTM over ``input``; returns ``output, (h_n, c_n)`` as torch does.
 
         input: (L, H_in) unbatched, (L, N, H_in), or (N, L, H_in) with batch_first, in the
@@ -475,6 +504,7 @@ class LSTM:
 
     def _forward_cuda(self, input: Any, hx: Any):
         packed = is_packed_sequence(input)
+        x: Any  # a NumPy array or a DeviceOperand
         if packed:
             sequence = as_packed_sequence(input, data_reader=self._cuda_operand)
             x = sequence.data
@@ -499,7 +529,8 @@ class LSTM:
             if (x.shape[1] if self.batch_first else x.shape[0]) == 0:
                 raise InputError("input: the sequence length (L) must be at least 1, got 0")
             batch = x.shape[0] if self.batch_first else x.shape[1]
-        h_0 = c_0 = None
+        h_0: Any = None
+        c_0: Any = None
         if hx is not None:
             h_0, c_0 = self._check_hx(hx, batched, batch, self._cuda_operand)
         on_device = isinstance(x, _cuda_runtime.DeviceOperand)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-from typing import List, Tuple
+from typing import Any, List, Tuple
 
 from ._cpu import missing_features
 
@@ -20,7 +20,7 @@ def built_isas() -> List[str]:
     return [isa for isa in ISAS if importlib.util.find_spec(f"{__package__}._core_{isa}") is not None]
 
 
-def _choose() -> Tuple[str, object]:
+def _choose() -> Tuple[str, Any]:  # a compiled module: no stubs, so Any
     built = built_isas()
     wanted = os.environ.get("FASTLSTM_ISA", "").strip().lower()
     if wanted:

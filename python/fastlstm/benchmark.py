@@ -690,7 +690,7 @@ def run_case(
             row["pct_gemm"] = 100.0 * row["gflops"] / gemm if gemm else None
             peer_ms = {p: row["ms"][p] for p in PEERS if p in row["ms"]}
             if peer_ms:
-                best = min(peer_ms, key=peer_ms.get)
+                best = min(peer_ms, key=lambda peer: peer_ms[peer])
                 row["best_peer"] = best
                 row["speedup"] = peer_ms[best] / row["ms"]["fastlstm"]
                 row["speedup_vs"] = {p: v / row["ms"]["fastlstm"] for p, v in peer_ms.items()}
@@ -712,7 +712,7 @@ def machine_info() -> dict:
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
-        usable = os.cpu_count()
+        usable = os.cpu_count() or 1
     try:
         load = [round(v, 2) for v in os.getloadavg()]
     except (AttributeError, OSError):
