@@ -64,6 +64,9 @@ void LstmConfig::validate() const {
   if (num_layers < 1) invalid("num_layers must be greater than zero, got " + std::to_string(num_layers));
   if (proj_size < 0) invalid("proj_size should be a positive integer or zero to disable projections");
   if (proj_size >= hidden_size) invalid("proj_size has to be smaller than hidden_size");
+  if (!(dropout >= 0 && dropout <= 1)) {  // NaN too
+    invalid("dropout should be a number in range [0, 1] representing the probability of an element being zeroed");
+  }
   const int64_t widest = std::max(input_size, 2 * hidden_size);
   checked_mul(checked_mul(8 * hidden_size, widest, "weights"), num_layers, "weights");
 }

@@ -533,8 +533,20 @@ bool metadata_bool(const std::map<std::string, std::string>& metadata, const std
   invalid("metadata " + key + " = " + quoted(text) + " is not 'true' or 'false'");
 }
 
+// A number in [0, 1] written in decimal, as exact_decimal writes it.
+double metadata_probability(const std::map<std::string, std::string>& metadata, const std::string& key) {
+  const std::string& text = metadata.at(key);
+  bool ok = !text.empty() && text.size() <= 32 &&
+            text.find_first_not_of("0123456789.eE+-") == std::string::npos;
+  char* end = nullptr;
+  const double value = ok ? std::strtod(text.c_str(), &end) : 0.0;
+  ok = ok && end == text.c_str() + text.size() && value >= 0 && value <= 1;
+  if (!ok) invalid("metadata " + key + " = " + quoted(text) + " is not a number in [0, 1]");
+  return value;
+}
+
 // Checks the configuration in the metadata, if any, against the one the tensors give, and takes
-// what they cannot give (batch_first, dtype) from it.
+// what they cannot give (batch_first, dropout, dtype) from it.
 void apply_metadata(const std::map<std::string, std::string>& metadata, ModelFileInfo& info) {
   std::vector<std::string> present, absent;
   for (const char* key : kConfigKeys) (metadata.count(key) ? present : absent).push_back(key);
@@ -558,6 +570,7 @@ void apply_metadata(const std::map<std::string, std::string>& metadata, ModelFil
               config_string(found));
     }
     info.config.batch_first = metadata_bool(metadata, "batch_first");
+    if (metadata.count("dropout")) info.config.dropout = metadata_probability(metadata, "dropout");
   }
   auto dtype = metadata.find("dtype");
   if (!present.empty() && dtype != metadata.end()) {
@@ -755,6 +768,16 @@ void append_json_string(std::string& out, const std::string& s) {
   out.push_back('"');
 }
 
+// The shortest decimal that reads back as `value` ("0", "0.25", "0.1").
+std::string exact_decimal(double value) {
+  char text[32];
+  for (int digits = 1; digits <= 17; ++digits) {
+    std::snprintf(text, sizeof(text), "%.*g", digits, value);
+    if (std::strtod(text, nullptr) == value) break;
+  }
+  return text;
+}
+
 // The 8-byte length and the JSON header, padded with spaces to a multiple of 8 bytes (as
 // safetensors writes it) so that the data starts aligned.
 template <typename T>
@@ -768,6 +791,7 @@ std::string file_header(const LstmWeights<T>& weights) {
       {"batch_first", c.batch_first ? "true" : "false"},
       {"bidirectional", c.bidirectional ? "true" : "false"},
       {"proj_size", std::to_string(c.proj_size)},
+      {"dropout", exact_decimal(c.dropout)},
       {"dtype", dtype_name(dtype_of<T>())}};
   std::string json = "{\"__metadata__\":{";
   for (size_t i = 0; i < metadata.size(); ++i) {

@@ -182,7 +182,7 @@ def test_files_fastlstm_writes_load_in_safetensors_and_torch(tmp_path, config):
         "input_size": "5", "hidden_size": "7", "num_layers": str(model.num_layers),
         "bias": str(model.bias).lower(), "batch_first": str(model.batch_first).lower(),
         "bidirectional": str(model.bidirectional).lower(), "proj_size": str(model.proj_size),
-        "dtype": model.dtype.name,
+        "dropout": "0", "dtype": model.dtype.name,
     }
 
 
@@ -287,6 +287,10 @@ def test_metadata_that_disagrees_with_the_tensors_is_an_error(tmp_path, field, v
     ("hidden_size", "-7", "hidden_size = '-7' is not a non-negative integer"),
     ("bias", "yes", "bias = 'yes' is not 'true' or 'false'"),
     ("dtype", "float16", "dtype = 'float16' is not 'float32' or 'float64'"),
+    ("dropout", "lots", r"dropout = 'lots' is not a number in \[0, 1\]"),
+    ("dropout", "1.5", r"dropout = '1.5' is not a number in \[0, 1\]"),
+    ("dropout", "nan", r"dropout = 'nan' is not a number in \[0, 1\]"),
+    ("dropout", "0.5x", r"dropout = '0.5x' is not a number in \[0, 1\]"),
     ("input_size", None, "metadata has .* but no input_size"),
 ])
 def test_malformed_metadata_is_an_error(tmp_path, field, value, message):
@@ -301,7 +305,17 @@ def test_metadata_gives_batch_first_and_dtype(tmp_path):
     path = _file_with_metadata(tmp_path, model, batch_first="true", dtype="float64")
     loaded = fastlstm.LSTM.load(path)
     assert loaded.batch_first is True and loaded.dtype == np.float64
+    assert loaded.dropout == 0.0  # files of earlier versions have no dropout
     assert fastlstm.LSTM.load(path, dtype=np.float32).dtype == np.float32
+
+
+@pytest.mark.parametrize("dropout", [0.1, 0.25, 1 / 3, 1.0])
+def test_dropout_survives_save_and_load(tmp_path, dropout):
+    model = fastlstm.LSTM(5, 7, num_layers=2, dropout=dropout)
+    loaded = fastlstm.LSTM.load(_saved(model, tmp_path / "m.safetensors"))
+    assert loaded.dropout == dropout and repr(loaded) == repr(model)
+    with safe_open(tmp_path / "m.safetensors", "np") as f:
+        assert float(f.metadata()["dropout"]) == dropout
 
 
 def test_metadata_of_other_tools_is_ignored(tmp_path):

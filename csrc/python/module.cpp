@@ -80,7 +80,7 @@ void bind_engine(py::module_& m, const char* name) {
 
   py::class_<Engine>(m, name)
       .def(py::init([](int64_t input_size, int64_t hidden_size, int64_t num_layers, bool bias, bool batch_first,
-                       bool bidirectional, int64_t proj_size, int num_threads) {
+                       bool bidirectional, int64_t proj_size, int num_threads, double dropout) {
              fastlstm::LstmConfig config;
              config.input_size = input_size;
              config.hidden_size = hidden_size;
@@ -89,10 +89,12 @@ void bind_engine(py::module_& m, const char* name) {
              config.batch_first = batch_first;
              config.bidirectional = bidirectional;
              config.proj_size = proj_size;
+             config.dropout = dropout;
              return Engine(config, num_threads);
            }),
            py::arg("input_size"), py::arg("hidden_size"), py::arg("num_layers"), py::arg("bias"),
-           py::arg("batch_first"), py::arg("bidirectional"), py::arg("proj_size"), py::arg("num_threads"))
+           py::arg("batch_first"), py::arg("bidirectional"), py::arg("proj_size"), py::arg("num_threads"),
+           py::arg("dropout") = 0.0)
       .def_property_readonly("num_threads", &Engine::num_threads)
       .def("parameter_names",
            [](const Engine& engine) {
@@ -185,6 +187,7 @@ py::dict config_dict(const fastlstm::LstmConfig& config) {
   result["batch_first"] = config.batch_first;
   result["bidirectional"] = config.bidirectional;
   result["proj_size"] = config.proj_size;
+  result["dropout"] = config.dropout;
   return result;
 }
 

@@ -164,7 +164,7 @@ class LSTM:
         d["_dtype"] = dt
         d["_engine"] = _ENGINES[dt](
             input_size, hidden_size, num_layers, bias, batch_first, bidirectional, proj_size,
-            int(num_threads),
+            int(num_threads), float(dropout),
         )
         d["_parameter_names"] = tuple(self._engine.parameter_names())
         d["_device_engine"] = None  # the CUDA engine when the model is on a GPU
@@ -368,7 +368,7 @@ class LSTM:
     # ----------------------------------------------------------------------------- model file
     def save(self, path: Union[str, "os.PathLike[str]"]) -> None:
         """Writes the model to a safetensors file: every parameter under torch's name in the
-        model's dtype, the configuration (but not dropout) as strings in its metadata. The file
+        model's dtype, the configuration (dropout too) as strings in its metadata. The file
         loads with ``LSTM.load``, C++'s ``fastlstm::Lstm<T>::load`` or any safetensors reader.
         Written to a temporary file renamed over ``path``: a failed save leaves no partial file."""
         _model_file.save(self, path)

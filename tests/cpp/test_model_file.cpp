@@ -1,5 +1,6 @@
 // The model file from C++: Lstm::save then Lstm::load gives the same model; bad files throw.
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -39,11 +40,13 @@ TEST_CASE("model file: save then load gives the configuration, the weights and t
   const std::string path = (dir.path / "model.safetensors").string();
   auto config = make_config(3, 5, 2, true, 2);
   config.batch_first = true;
+  config.dropout = 0.3;
   const Lstm<float> model(random_weights<float>(config, 41), 1);
   model.save(path);
 
   const Lstm<float> loaded = Lstm<float>::load(path, "", 1);
   CHECK(loaded.config().batch_first);
+  CHECK(loaded.config().dropout == 0.3);
   CHECK(loaded.config().proj_size == 2);
   CHECK(loaded.config().num_layers == 2);
   for (const auto& parameter : model.weights().parameters()) {
@@ -59,6 +62,15 @@ TEST_CASE("model file: save then load gives the configuration, the weights and t
   const auto as_double = Lstm<double>::load(path);
   CHECK(as_double.weights().find("weight_hr_l1_reverse")->values[0] ==
         static_cast<double>(model.weights().find("weight_hr_l1_reverse")->values[0]));
+}
+
+TEST_CASE("a dropout outside [0, 1] is InvalidArgument naming it") {
+  for (double dropout : {-0.1, 1.5, std::nan("")}) {
+    auto config = make_config(3, 5, 2, true, 0);
+    config.dropout = dropout;
+    CHECK_THROWS_WITH_AS(config.validate(), doctest::Contains("dropout should be a number in range [0, 1]"),
+                         InvalidArgument);
+  }
 }
 
 TEST_CASE("model file: a missing file is a FileError carrying the path") {

@@ -13,6 +13,9 @@ struct LstmConfig {
   bool batch_first = false;  // input and output are (N, L, features) instead of (L, N, features)
   bool bidirectional = false;
   int64_t proj_size = 0;  // > 0: h is projected to proj_size by weight_hr
+  // Between layers in training. Inference applies none (torch's eval mode); it is kept so that a
+  // saved model keeps the value its constructor was given.
+  double dropout = 0.0;
 
   int64_t num_directions() const { return bidirectional ? 2 : 1; }
   // H_out: the size of h and of each direction's output.
@@ -23,7 +26,7 @@ struct LstmConfig {
   }
 
   // Throws InvalidArgument naming the first bad field (sizes < 1, proj_size outside
-  // [0, hidden_size), sizes whose buffers would overflow).
+  // [0, hidden_size), dropout outside [0, 1], sizes whose buffers would overflow).
   void validate() const;
 };
 

@@ -2,7 +2,7 @@
 // The model file: a safetensors file holding an LSTM's parameters under torch's names
 // (weight_ih_l0, ..., weight_hr_l1_reverse), F32 or F64, with the configuration as strings in
 // its __metadata__ (input_size, hidden_size, num_layers, bias, batch_first, bidirectional,
-// proj_size, dtype). Files written by other tools load too: the configuration is inferred from
+// proj_size, dropout, dtype; dropout may be absent, as in files of earlier versions). Files written by other tools load too: the configuration is inferred from
 // the tensors' names and shapes, under a key prefix for an LSTM inside a larger network.
 //
 // Reading never trusts the file: every size, offset and shape is checked against the file's
@@ -42,7 +42,7 @@ StateDictLstm infer_lstm(const std::map<std::string, std::vector<int64_t>>& shap
 
 // What a model file holds, before its tensors are read.
 struct ModelFileInfo {
-  LstmConfig config;  // batch_first from the metadata; false without
+  LstmConfig config;  // batch_first and dropout from the metadata; false and 0 without
   DType dtype;        // the metadata's dtype; without, float64 if every LSTM tensor is F64, else float32
 };
 
