@@ -21,6 +21,8 @@
 
 #include <Eigen/Core>
 
+#include "huge_pages.hpp"
+
 namespace fastlstm::cpu::avx512 {
 
 using Index = Eigen::Index;
@@ -244,7 +246,7 @@ class PackedWeights {
   }
 
   Index m_ = 0, k_ = 0, kc_ = 1, padded_rows_ = 0;
-  std::vector<float, Eigen::aligned_allocator<float>> panels_;
+  PanelVector<float> panels_;
 };
 
 }  // namespace fastlstm::cpu::avx512

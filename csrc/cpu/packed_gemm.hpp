@@ -9,6 +9,8 @@
 
 #include <Eigen/Core>
 
+#include "huge_pages.hpp"
+
 #if defined(__AVX512F__)
 #include "avx512_gemm.hpp"
 #endif
@@ -133,7 +135,7 @@ class EigenPackedWeights {
   using Gebp = Eigen::internal::gebp_kernel<T, T, Index, ResMapper, Traits::mr, Traits::nr, false, false>;
 
   Index m_ = 0, k_ = 0, kc_ = 1, mc_ = 1, nc_ = 1;
-  AlignedVector<T> panels_;  // GEBP panels: for each k-panel, for each m-block (the only copy kept)
+  PanelVector<T> panels_;  // GEBP panels: for each k-panel, for each m-block (the only copy kept)
 };
 
 // The packed weights the backend uses: in the AVX-512 core, float products run fastlstm's own

@@ -7,7 +7,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "cpu/packed_gemm.hpp"
@@ -133,3 +137,35 @@ TEST_CASE("packed weights: C = bias + A * B for double") {
 TEST_CASE("packed weights: a row range of float touches only its rows") { check_multiply_rows<float>(); }
 
 TEST_CASE("packed weights: a row range of double touches only its rows") { check_multiply_rows<double>(); }
+
+#if defined(__linux__)
+namespace {
+// The VmFlags of the mapping that holds `address`, from /proc/self/smaps ("" if none).
+std::string mapping_flags(const void* address) {
+  std::ifstream smaps("/proc/self/smaps");
+  const auto at = reinterpret_cast<uintptr_t>(address);
+  bool inside = false;
+  for (std::string line; std::getline(smaps, line);) {
+    unsigned long long start = 0, end = 0;
+    if (std::sscanf(line.c_str(), "%llx-%llx ", &start, &end) == 2 && line.find(':') > line.find(' ')) {
+      inside = start <= at && at < end;
+    } else if (inside && line.rfind("VmFlags:", 0) == 0) {
+      return line + " ";
+    }
+  }
+  return "";
+}
+}  // namespace
+#endif
+
+TEST_CASE("packed panels of 2 MB and more start on a 2 MB boundary, offered for huge pages") {
+  const fastlstm::cpu::PanelVector<float> big(size_t(1) << 20, 1.0f);  // 4 MB
+  const fastlstm::cpu::PanelVector<float> small(1000, 1.0f);
+  CHECK(reinterpret_cast<uintptr_t>(big.data()) % (size_t(2) << 20) == 0);
+  CHECK(reinterpret_cast<uintptr_t>(small.data()) % 64 == 0);
+#if defined(__linux__)
+  const std::string flags = mapping_flags(big.data());
+  REQUIRE(!flags.empty());
+  CHECK(flags.find(" hg ") != std::string::npos);  // MADV_HUGEPAGE
+#endif
+}
