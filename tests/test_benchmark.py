@@ -20,5 +20,8 @@ def test_the_benchmark_runs_its_small_cases_and_verifies_them(tmp_path):
         assert row["status"] == "ok", (name, row["status"])
         assert row["max_abs_diff"]["torch"] <= 1e-4, (name, row["max_abs_diff"])
         assert row["ms"]["fastlstm"] > 0 and row["ms"]["torch"] > 0, (name, row["ms"])
+        # %GEMM against NumPy's rate sampled between the row's own samples.
+        assert len(row["gemm_samples_gflops"]) == 1 and row["gemm_gflops"] == row["gemm_samples_gflops"][0] > 0
+        assert abs(row["pct_gemm"] - 100 * row["gflops"] / row["gemm_gflops"]) < 1e-9
     assert rows["S7"]["per"] == "step" and rows["S1"]["per"] == "call"
     assert "S7-stream" in result.stdout and "stream.step" in result.stdout

@@ -37,6 +37,7 @@ TOLERANCE = 1e-4  # max abs difference to a peer above which a case fails
 # What the config column adds for fastlstm's variants of a case.
 VARIANT_LABELS = {"fastlstm-padded": " padded", "fastlstm-stream": " stream.step"}
 GEMM_SIZE = 2048
+GEMM_PROBE = "numpy-gemm"  # the GEMM samples taken between the tools' (GemmProbe)
 PEERS = ("torch", "ort")
 
 
@@ -166,18 +167,21 @@ def interleaved(
     min_time: float = 0.05,
     gap: float = 0.01,
     progress: Optional[Callable[[str], None]] = None,
+    probes: Optional[Dict[str, Callable[[], float]]] = None,
 ) -> Dict[str, dict]:
     """Times every function round-robin, `repeats` samples each; per tool: median seconds per call,
     all samples and calls per sample. An untimed pause between samples (`gap` at least, then until
     the process is idle, see settle) lets the previous tool's spinning worker threads go idle before
     the next tool starts; one untimed call then precedes each sample, so that waking a tool's
-    sleeping workers (which can cost fastlstm ~10 ms at 2 threads) is not part of the sample."""
+    sleeping workers (which can cost fastlstm ~10 ms at 2 threads) is not part of the sample.
+    `probes` take a sample of their own in every round (each returns the seconds it measured)."""
+    probes = probes or {}
     numbers = {}
     for name, fn in fns.items():
         settle(gap)
         fn()  # untimed: the first call after idle wakes sleeping worker threads
         numbers[name] = calibrate(fn, min_time)
-    samples: Dict[str, List[float]] = {name: [] for name in fns}
+    samples: Dict[str, List[float]] = {name: [] for name in [*fns, *probes]}
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -188,11 +192,14 @@ def interleaved(
                 settle(gap)
                 fn()  # untimed warm call, so a sample measures steady state, not wake-up
                 samples[name].append(_time_once(fn, numbers[name]))
+            for name, probe in probes.items():
+                settle(gap)
+                samples[name].append(probe())
     finally:
         if gc_was_enabled:
             gc.enable()
     return {
-        name: {"median_s": float(np.median(s)), "samples_s": s, "calls_per_sample": numbers[name]}
+        name: {"median_s": float(np.median(s)), "samples_s": s, "calls_per_sample": numbers.get(name, 1)}
         for name, s in samples.items()
     }
 
@@ -216,11 +223,12 @@ class ForeignLoad:
         times = os.times()
         return time.perf_counter(), busy / os.sysconf("SC_CLK_TCK"), times.user + times.system
 
-    def cores(self) -> Optional[float]:
+    def cores(self, also_ours: float = 0.0) -> Optional[float]:
+        """`also_ours`: CPU seconds that this benchmark's own child processes used meanwhile."""
         end = self._read()
         if self.start is None or end is None or end[0] <= self.start[0]:
             return None
-        foreign = (end[1] - self.start[1]) - (end[2] - self.start[2])
+        foreign = (end[1] - self.start[1]) - (end[2] - self.start[2]) - also_ours
         return max(0.0, foreign) / (end[0] - self.start[0])
 
 
@@ -620,6 +628,70 @@ def _layer_buffer_bytes(case: Case) -> int:
     return (case.num_layers - 1) * (chunk + 1) * case.batch * row_bytes
 
 
+class GemmProbe:
+    """NumPy's float32 GEMM, sampled between the tools' samples so that %GEMM compares rates the
+    machine gave in the same minutes (on a shared machine the rate moves by 30 % between runs). A
+    child process, because the BLAS thread count must be set before NumPy loads: per request it
+    runs one size^3 matmul, waits until its BLAS threads stop spinning, and answers the matmul's
+    seconds. `cpu_seconds` is the CPU time the child has used (not the machine's other load).
+    `start` gives None when the child cannot run."""
+
+    CODE = (
+        "import sys, time, numpy as np\n"
+        "n = int(sys.argv[1])\n"
+        "rng = np.random.default_rng(0)\n"
+        "a = rng.standard_normal((n, n), dtype=np.float32)\n"
+        "b = rng.standard_normal((n, n), dtype=np.float32)\n"
+        "c = np.empty((n, n), dtype=np.float32)\n"
+        "np.matmul(a, b, out=c)\n"
+        "print('ready', time.process_time(), flush=True)\n"
+        "for line in sys.stdin:\n"
+        "    t = time.perf_counter(); np.matmul(a, b, out=c); seconds = time.perf_counter() - t\n"
+        "    for _ in range(200):  # until the process is idle (its BLAS threads spin after a call)\n"
+        "        cpu, wall = time.process_time(), time.perf_counter(); time.sleep(0.005)\n"
+        "        if time.process_time() - cpu < 0.05 * (time.perf_counter() - wall): break\n"
+        "    print(seconds, time.process_time(), flush=True)\n"
+    )
+
+    def __init__(self, process: subprocess.Popen, cpu_seconds: float) -> None:
+        self.process = process
+        self.cpu_seconds = cpu_seconds
+
+    @classmethod
+    def start(cls, threads: int, size: int = GEMM_SIZE) -> Optional["GemmProbe"]:
+        env = dict(os.environ)
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS"):
+            env[var] = str(threads)
+        try:
+            process = subprocess.Popen([sys.executable, "-c", cls.CODE, str(size)], env=env, text=True,
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        except OSError:
+            return None
+        assert process.stdout is not None
+        words = process.stdout.readline().split()
+        if len(words) != 2 or words[0] != "ready":
+            process.kill()
+            process.wait()
+            return None
+        return cls(process, float(words[1]))
+
+    def __call__(self) -> float:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write("\n")
+        self.process.stdin.flush()
+        seconds, self.cpu_seconds = map(float, self.process.stdout.readline().split())
+        return seconds
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
 def run_case(
     prep: Prepared, threads: int, repeats: int, torch, ort, gemm: Optional[float],
     min_time: float, progress: Callable[[str], None],
@@ -644,12 +716,23 @@ def run_case(
     ]
     timings: Dict[str, dict] = {}
     foreign = None
+    gemm_samples: List[float] = []  # GFLOP/s, when sampled between the tools'
     if not failures:
         for t in tools:  # second warm-up: workspaces, thread pools, caches
             t.call()
+        probe = GemmProbe.start(threads)
+        probe_cpu = probe.cpu_seconds if probe else 0.0
         load = ForeignLoad()
-        timings = interleaved({t.name: t.call for t in tools}, repeats, min_time, progress=progress)
-        foreign = load.cores()
+        try:
+            timings = interleaved({t.name: t.call for t in tools}, repeats, min_time, progress=progress,
+                                  probes={GEMM_PROBE: probe} if probe else None)
+        finally:
+            if probe:
+                probe.close()
+        foreign = load.cores(also_ours=probe.cpu_seconds - probe_cpu if probe else 0.0)
+        if GEMM_PROBE in timings:  # the rate of this case's own minutes, not the run's start
+            gemm_samples = [2.0 * GEMM_SIZE**3 / s / 1e9 for s in timings.pop(GEMM_PROBE)["samples_s"]]
+            gemm = float(np.median(gemm_samples))
 
     per_call = case.calls if case.mode == "stream" else 1  # stream rows are per step
     flops = case.flops_per_token() * case.tokens()
@@ -687,6 +770,7 @@ def run_case(
             seconds = timings[f.name]["median_s"]
             row["gflops"] = flops / seconds / 1e9
             row["gemm_gflops"] = gemm
+            row["gemm_samples_gflops"] = gemm_samples
             row["pct_gemm"] = 100.0 * row["gflops"] / gemm if gemm else None
             peer_ms = {p: row["ms"][p] for p in PEERS if p in row["ms"]}
             if peer_ms:
@@ -747,16 +831,17 @@ def _fmt_ms(value: Optional[float]) -> str:
 
 
 def format_table(rows: List[dict], peers: Sequence[str]) -> str:
-    header = ["case", "thr", "config", "fastlstm ms", "GFLOP/s", "%GEMM"]
+    header = ["case", "thr", "config", "fastlstm ms", "GFLOP/s", "GEMM", "%GEMM"]
     header += [f"{p} ms" for p in peers] + ["speedup", "vs"] + [f"diff {p}" for p in peers] + ["other"]
     lines = []
     for r in rows:
         ms = r["ms"]
         line = [r["case"], str(r["threads"]), r["config"] + (" (per step)" if r["per"] == "step" else "")]
         if r["status"] != "ok":
-            line += ["FAILED"] + [""] * (4 + len(peers))
+            line += ["FAILED"] + [""] * (5 + len(peers))
         else:
-            line += [_fmt_ms(ms.get("fastlstm")), _fmt(r.get("gflops"), ".1f"), _fmt(r.get("pct_gemm"), ".0f")]
+            line += [_fmt_ms(ms.get("fastlstm")), _fmt(r.get("gflops"), ".1f"), _fmt(r.get("gemm_gflops"), ".0f"),
+                     _fmt(r.get("pct_gemm"), ".0f")]
             line += [_fmt_ms(ms.get(p)) for p in peers]
             line += [_fmt(r.get("speedup"), ".2f") + ("x" if r.get("speedup") else ""), r.get("best_peer", "-")]
         line += [_fmt(r["max_abs_diff"].get(p), ".1e") for p in peers]
@@ -994,7 +1079,8 @@ def _run(args: argparse.Namespace) -> int:
         notes.append("-padded: fastlstm on the zero-padded batch (L=100 for every sequence), compared with the "
                      "packed peers; GFLOP/s counts real tokens only.")
     notes.append("speedup = best peer's median ms / fastlstm's median ms; GFLOP/s = fastlstm's; "
-                 "%GEMM = of the NumPy rate at the same thread count.")
+                 "GEMM = NumPy's float32 GEMM rate (2048^3, GFLOP/s) at the same thread count, sampled between the row's "
+                 "own samples (the line above the table: at the start of the run); %GEMM = GFLOP/s as a share of it.")
     if memory_table:
         notes.append("memory: model = RSS growth when the model is built (weights + the backend's packed copy); "
                      "fwd peak = peak RSS growth during its first forward; workspace = fwd peak - output "
