@@ -2,10 +2,12 @@
 #include "fastlstm/lstm.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <limits>
 #include <mutex>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 #if defined(__linux__)
 #include <sched.h>
@@ -29,6 +31,17 @@ void check_view(const TensorView<const T>& view, const char* name) {
     if (view.shape[static_cast<size_t>(d)] < 0) invalid(std::string(name) + ": negative extent");
     if (view.strides[static_cast<size_t>(d)] < 0) invalid(std::string(name) + ": negative stride");
   }
+}
+
+// The bytes [first, last] that a non-empty view spans.
+template <typename T>
+std::pair<uintptr_t, uintptr_t> span_of(const TensorView<const T>& view) {
+  int64_t last = 0;
+  for (int d = 0; d < view.rank; ++d) {
+    last += (view.shape[static_cast<size_t>(d)] - 1) * view.strides[static_cast<size_t>(d)];
+  }
+  const auto first = reinterpret_cast<uintptr_t>(view.data);
+  return {first, first + static_cast<uintptr_t>(last) * sizeof(T) + sizeof(T) - 1};
 }
 
 template <typename T>
@@ -346,6 +359,9 @@ void Lstm<T>::step(TensorView<const T> input_t, State& state, TensorView<T> outp
   }
   if (output_t.strides[1] != 1 && cfg.output_size() > 1) invalid("output_t: features must be contiguous");
   if (batch == 0) return;
+  // The step writes output rows while other threads still read the input.
+  const auto in = span_of(input_t), out = span_of(TensorView<const T>(output_t));
+  if (in.first <= out.second && out.first <= in.second) invalid("input_t and output_t share memory");
   ForwardRequest<T> request;
   request.batch_sizes = {1, batch, nullptr};
   request.input = input_t.data;

@@ -128,3 +128,50 @@ def test_many_streams_share_one_model_across_threads():
         thread.join()
     for got, want in zip(results, expected):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_step_writes_into_out_and_returns_it(batch):
+    model = _model(num_layers=2)
+    x = np.random.default_rng(4).standard_normal((6, batch, 5)).astype(np.float32)
+    expected, _ = model(x)
+    stream = model.stream(batch_size=batch)
+    out = np.empty((batch, 8), np.float32)
+    for t in range(6):
+        step = x[t, 0] if batch == 1 and t % 2 else x[t]  # (H_in,) and (N, H_in) alike
+        o = out[0] if step.ndim == 1 else out
+        assert stream.step(step, out=o) is o
+        np.testing.assert_allclose(out, expected[t], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("out,error,message", [
+    (np.empty((1, 7), np.float32), ValueError, r"out: expected shape \(1, 8\)"),
+    (np.empty((1, 8), np.float64), TypeError, "out: expected dtype float32"),
+    (np.empty((1, 16), np.float32)[:, ::2], ValueError, "C-contiguous"),
+    ([0.0] * 8, TypeError, "numpy.ndarray"),
+])
+def test_step_rejects_a_bad_out_and_changes_nothing(out, error, message):
+    stream = _model().stream()
+    with pytest.raises(error, match=message):
+        stream.step(np.ones((1, 5), np.float32), out=out)
+    assert not np.any(stream.state[0])
+
+
+def test_step_rejects_a_read_only_out():
+    out = np.empty((1, 8), np.float32)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        _model().stream().step(np.ones((1, 5), np.float32), out=out)
+
+
+def test_step_into_memory_that_x_t_shares_is_an_error_not_a_wrong_result():
+    model = fastlstm.LSTM(8, 8, num_threads=2)  # H_in == H_out: one buffer could be both
+    stream = model.stream()
+    buffer = np.ones((1, 8), np.float32)
+    with pytest.raises(ValueError, match="out: shares memory with x_t"):
+        stream.step(buffer, out=buffer)
+    joined = np.ones(12, np.float32)
+    with pytest.raises(ValueError, match="shares memory"):
+        stream.step(joined[:8], out=joined[4:])  # overlapping, not the same
+    assert not np.any(stream.state[0])
+    np.testing.assert_array_equal(buffer, 1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Tuple
+from typing import TYPE_CHECKING, Any, Optional, Tuple
 
 import numpy as np
 
@@ -32,29 +32,64 @@ class LSTMStream:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 0:
             raise ValueError(f"batch_size: expected an int >= 0, got {batch_size!r}")
         self._lstm = lstm
-        self._state = lstm._engine.make_state(int(batch_size))  # raises for bidirectional models
+        self._engine = lstm._engine  # the CPU engine: the same object for the model's lifetime
+        self._state = self._engine.make_state(int(batch_size))  # raises for bidirectional models
         self._batch = int(batch_size)
         self._h_out = lstm.proj_size or lstm.hidden_size
+        # What step checks, looked up once: a step's own work is ~20 us, Python's should be small.
+        self._dtype = lstm.dtype
+        self._step_in = (self._batch, lstm.input_size)
+        self._step_out = (self._batch, self._h_out)
 
     @property
     def batch_size(self) -> int:
         return self._batch
 
-    def step(self, x_t: Any) -> np.ndarray:
-        """One time step: x_t (N, H_in) -> (N, H_out); with batch_size 1 also (H_in,) -> (H_out,)."""
-        x = self._input(x_t, "x_t")
+    def step(self, x_t: Any, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """One time step: x_t (N, H_in) -> (N, H_out); with batch_size 1 also (H_in,) -> (H_out,).
+        ``out``: a writeable C-contiguous array of the model's dtype and the output's shape, not
+        sharing memory with x_t, to write into and return instead of a new array."""
+        x = x_t if type(x_t) is np.ndarray else as_array(x_t, "x_t")
+        if x.dtype != self._dtype:
+            self._lstm._check_dtype(x, "x_t")
         single = x.ndim == 1 and self._batch == 1
         if single:
             x = x[None]
-        if x.shape != (self._batch, self._lstm.input_size):
+        if x.shape != self._step_in:
             raise InputError(
-                f"x_t: expected shape ({self._batch}, {self._lstm.input_size})"
-                + (f" or ({self._lstm.input_size},)" if self._batch == 1 else "")
+                f"x_t: expected shape {self._step_in}"
+                + (f" or ({self._step_in[1]},)" if self._batch == 1 else "")
                 + f", got {tuple(np.shape(x_t))}"
             )
-        output = np.empty((self._batch, self._h_out), dtype=self._lstm.dtype)
-        self._lstm._engine.step(engine_compatible(x), self._state, output)
+        if out is None:
+            output = np.empty(self._step_out, dtype=self._dtype)
+        else:
+            output = self._checked_out(out, single)
+        try:
+            self._engine.step(engine_compatible(x), self._state, output)
+        except ValueError as error:
+            if "share memory" in str(error):
+                raise InputError("out: shares memory with x_t (the step reads one while it writes the other)") from None
+            raise
+        if out is not None:
+            return out
         return output[0] if single else output
+
+    def _checked_out(self, out: Any, single: bool) -> np.ndarray:
+        """`out` as the engine writes it, (N, H_out); raises naming what is wrong with it."""
+        if type(out) is np.ndarray:
+            output = out[None] if single else out
+            flags = out.flags
+            if output.shape == self._step_out and out.dtype == self._dtype and flags.c_contiguous and flags.writeable:
+                return output
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"out: expected a numpy.ndarray, got {type(out).__name__}")
+        expected = self._step_out[1:] if single else self._step_out
+        if out.shape != expected:
+            raise InputError(f"out: expected shape {expected}, got {out.shape}")
+        if out.dtype != self._dtype:
+            raise TypeError(f"out: expected dtype {self._dtype} (the model's), got {out.dtype}")
+        raise ValueError("out: must be a writeable, C-contiguous array")
 
     def __call__(self, chunk: Any) -> np.ndarray:
         """Several steps: chunk (L, N, H_in) ((N, L, H_in) with batch_first) -> the outputs of every
@@ -70,7 +105,7 @@ class LSTMStream:
                 f"chunk: expected {layout} with N={self._batch} and H_in={self._lstm.input_size}, "
                 f"got {tuple(np.shape(chunk))}"
             )
-        output = self._lstm._engine.forward_chunk(engine_compatible(x), self._state)
+        output = self._engine.forward_chunk(engine_compatible(x), self._state)
         return output.reshape(output.shape[1 if batch_first else 0], -1) if single else output
 
     @property

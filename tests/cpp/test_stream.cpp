@@ -1,4 +1,5 @@
 // Streaming: State, make_state, step() and chunked forward() continue one sequence across calls.
+#include <algorithm>
 #include <vector>
 
 #include "helpers.hpp"
@@ -86,4 +87,19 @@ TEST_CASE("stream: step refuses wrong shapes and another model's state") {
   CHECK_THROWS_WITH_AS(model.step(TensorView<const float>(in.data(), {2, 3}), other_state, out_right),
                        doctest::Contains("not a state of this model"), InvalidArgument);
   CHECK(std::all_of(state.h.data(), state.h.data() + state.h.numel(), [](float v) { return v == 0.0f; }));
+}
+
+TEST_CASE("stream: step refuses an output that shares memory with the input") {
+  // The step writes output rows while other threads still read the input.
+  const Lstm<float> model(random_weights<float>(make_config(4, 4), 5), 2);
+  auto state = model.make_state(2);
+  std::vector<float> buffer(16, 1.0f);
+  CHECK_THROWS_WITH_AS(model.step(TensorView<const float>(buffer.data(), {2, 4}), state,
+                                  TensorView<float>(buffer.data() + 4, {2, 4})),
+                       "input_t and output_t share memory", InvalidArgument);
+  CHECK(std::all_of(buffer.begin(), buffer.end(), [](float v) { return v == 1.0f; }));
+  CHECK(std::all_of(state.h.data(), state.h.data() + state.h.numel(), [](float v) { return v == 0.0f; }));
+  // Adjacent is not shared.
+  model.step(TensorView<const float>(buffer.data(), {2, 4}), state, TensorView<float>(buffer.data() + 8, {2, 4}));
+  CHECK(buffer[8] != 1.0f);
 }

@@ -97,8 +97,9 @@ class Lstm {
   State make_state(int64_t batch_size = 1) const;
 
   // One time step of every stream: input_t (N, H_in) -> output_t (N, H_out), written into the
-  // caller's buffer (features contiguous, any row stride); advances `state`. Allocates nothing
-  // once the model has run a step of this size. Throws InvalidArgument for wrong shapes.
+  // caller's buffer (features contiguous, any row stride, not overlapping input_t); advances
+  // `state`. Allocates nothing once the model has run a step of this size. Throws
+  // InvalidArgument for wrong shapes and for buffers that share memory.
   void step(TensorView<const T> input_t, State& state, TensorView<T> output_t) const;
 
   // Several steps: chunk (L, N, H_in), or (N, L, H_in) with batch_first; returns the output
