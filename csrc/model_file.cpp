@@ -16,6 +16,7 @@
 #include <limits>
 #include <mutex>
 #include <set>
+#include <locale>
 #include <sstream>
 #include <type_traits>
 
@@ -369,7 +370,6 @@ class MemorySource final : public ByteSource {
 // The header of a model file, every tensor checked against the length of the data after it.
 struct ParsedFile {
   Header header;
-  const ByteSource* source = nullptr;
   uint64_t data_offset = 0;  // where the data after the header starts
   int64_t data_size = 0;
 
@@ -414,7 +414,6 @@ ParsedFile parse_file(const ByteSource& source) {
   source.read(8, header.size(), header.data());
   ParsedFile parsed;
   parsed.header = HeaderParser(header.data(), header.size()).parse();
-  parsed.source = &source;
   parsed.data_offset = 8 + header_size;
   parsed.data_size = static_cast<int64_t>(size - 8 - header_size);
 
@@ -533,15 +532,25 @@ bool metadata_bool(const std::map<std::string, std::string>& metadata, const std
   invalid("metadata " + key + " = " + quoted(text) + " is not 'true' or 'false'");
 }
 
-// A number in [0, 1] written in decimal, as exact_decimal writes it.
+// A decimal number, read as C reads it whatever the program's locale (a service may have set
+// one whose decimal separator is a comma); false unless all of `text` is the number.
+bool parse_decimal(const std::string& text, double* value) {
+  if (text.empty() || text.size() > 32 || text.find_first_not_of("0123456789.eE+-") != std::string::npos) {
+    return false;
+  }
+  std::istringstream in(text);
+  in.imbue(std::locale::classic());
+  in >> *value;
+  return !in.fail() && in.peek() == std::char_traits<char>::eof();
+}
+
+// A number in [0, 1], as exact_decimal writes it.
 double metadata_probability(const std::map<std::string, std::string>& metadata, const std::string& key) {
   const std::string& text = metadata.at(key);
-  bool ok = !text.empty() && text.size() <= 32 &&
-            text.find_first_not_of("0123456789.eE+-") == std::string::npos;
-  char* end = nullptr;
-  const double value = ok ? std::strtod(text.c_str(), &end) : 0.0;
-  ok = ok && end == text.c_str() + text.size() && value >= 0 && value <= 1;
-  if (!ok) invalid("metadata " + key + " = " + quoted(text) + " is not a number in [0, 1]");
+  double value = 0;
+  if (!parse_decimal(text, &value) || !(value >= 0 && value <= 1)) {
+    invalid("metadata " + key + " = " + quoted(text) + " is not a number in [0, 1]");
+  }
   return value;
 }
 
@@ -624,7 +633,7 @@ void copy_tensor(const ByteSource& source, uint64_t offset, std::vector<T>& valu
   }
 #endif
   // A piece at a time through a small buffer: no second copy of the tensor.
-  constexpr size_t kPiece = 4096;
+  constexpr size_t kPiece = 1024;  // 8 KB of stack at most
   unsigned char raw[kPiece * sizeof(S)];
   for (size_t i0 = 0; i0 < n; i0 += kPiece) {
     const size_t count = std::min(kPiece, n - i0);
@@ -768,12 +777,17 @@ void append_json_string(std::string& out, const std::string& s) {
   out.push_back('"');
 }
 
-// The shortest decimal that reads back as `value` ("0", "0.25", "0.1").
+// The shortest decimal that reads back as `value` ("0", "0.25", "0.1"), in any locale.
 std::string exact_decimal(double value) {
-  char text[32];
+  std::string text;
   for (int digits = 1; digits <= 17; ++digits) {
-    std::snprintf(text, sizeof(text), "%.*g", digits, value);
-    if (std::strtod(text, nullptr) == value) break;
+    std::ostringstream out;
+    out.imbue(std::locale::classic());
+    out.precision(digits);
+    out << value;
+    text = out.str();
+    double back = 0;
+    if (parse_decimal(text, &back) && back == value) break;
   }
   return text;
 }

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <locale>
 #include <string>
 #include <vector>
 
@@ -90,4 +91,33 @@ TEST_CASE("model file: a file that is not a model is InvalidArgument naming the 
   const std::string path = (dir.path / "garbage.safetensors").string();
   std::ofstream(path, std::ios::binary) << "this is not a safetensors file";
   CHECK_THROWS_WITH_AS(Lstm<float>::load(path), doctest::Contains(path.c_str()), InvalidArgument);
+}
+
+namespace {
+// A locale whose decimal separator is a comma, as a service's own locale may be.
+struct CommaDecimals : std::numpunct<char> {
+  char do_decimal_point() const override { return ','; }
+};
+}  // namespace
+
+TEST_CASE("model file: dropout is written and read as '0.25' whatever the program's locale") {
+  TempDir dir;
+  const std::string path = (dir.path / "model.safetensors").string();
+  auto config = make_config(3, 5, 2, true, 0);
+  config.dropout = 0.25;
+  const std::locale before = std::locale::global(std::locale(std::locale::classic(), new CommaDecimals));
+  std::string bytes;
+  double loaded = -1;
+  try {
+    const Lstm<float> model(random_weights<float>(config, 7), 1);
+    bytes = fastlstm::model_file_bytes(model.weights());
+    model.save(path);
+    loaded = Lstm<float>::load(path, "", 1).config().dropout;
+  } catch (...) {
+    std::locale::global(before);
+    throw;
+  }
+  std::locale::global(before);
+  CHECK(bytes.find("\"dropout\":\"0.25\"") != std::string::npos);
+  CHECK(loaded == 0.25);
 }

@@ -2,8 +2,9 @@
 // The model file: a safetensors file holding an LSTM's parameters under torch's names
 // (weight_ih_l0, ..., weight_hr_l1_reverse), F32 or F64, with the configuration as strings in
 // its __metadata__ (input_size, hidden_size, num_layers, bias, batch_first, bidirectional,
-// proj_size, dropout, dtype; dropout may be absent, as in files of earlier versions). Files written by other tools load too: the configuration is inferred from
-// the tensors' names and shapes, under a key prefix for an LSTM inside a larger network.
+// proj_size, dropout, dtype; dropout may be absent, as in files of earlier versions). Files
+// written by other tools load too: the configuration is inferred from the tensors' names and
+// shapes, under a key prefix for an LSTM inside a larger network.
 //
 // Reading never trusts the file: every size, offset and shape is checked against the file's
 // length before anything is allocated or read, and anything malformed raises InvalidArgument
