@@ -11,8 +11,8 @@
 
 #include "huge_pages.hpp"
 
-#if defined(__AVX512F__)
-#include "avx512_gemm.hpp"
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#include "simd_gemm.hpp"
 #endif
 
 namespace fastlstm::cpu {
@@ -138,11 +138,14 @@ class EigenPackedWeights {
   PanelVector<T> panels_;  // GEBP panels: for each k-panel, for each m-block (the only copy kept)
 };
 
-// The packed weights the backend uses: in the AVX-512 core, float products run fastlstm's own
-// micro-kernel (avx512_gemm.hpp); everything else runs Eigen's.
+// The packed weights the backend uses: in the AVX-512 and AVX2 cores, float products run
+// fastlstm's own micro-kernels (simd_gemm.hpp); double, and the baseline core, run Eigen's.
 #if defined(__AVX512F__)
 template <typename T>
-using PackedWeights = std::conditional_t<std::is_same_v<T, float>, avx512::PackedWeights, EigenPackedWeights<T>>;
+using PackedWeights = std::conditional_t<std::is_same_v<T, float>, simd::PackedWeights<simd::Avx512>, EigenPackedWeights<T>>;
+#elif defined(__AVX2__) && defined(__FMA__)
+template <typename T>
+using PackedWeights = std::conditional_t<std::is_same_v<T, float>, simd::PackedWeights<simd::Avx2>, EigenPackedWeights<T>>;
 #else
 template <typename T>
 using PackedWeights = EigenPackedWeights<T>;

@@ -1,6 +1,6 @@
 // The products under every gate and projection (csrc/cpu/packed_gemm.hpp: Eigen's kernels, and
-// fastlstm's own for float in the AVX-512 core) against a plain loop in double, over the shapes
-// whose edges the kernels treat apart: partial row panels, column panels of 1 to 8 and more,
+// fastlstm's own for float in the AVX-512 and AVX2 cores) against a plain loop in double, over the
+// shapes whose edges the kernels treat apart: partial row panels, column panels of 1 to 8 and more,
 // several depth blocks, row ranges. Built once per instruction set
 // (tests/cpp/CMakeLists.txt), so each core's kernels are the ones tested.
 #include <doctest/doctest.h>
@@ -61,7 +61,9 @@ struct Shape {
 
 const Shape kShapes[] = {{1, 1, 1},    {15, 7, 1},    {16, 8, 2},     {17, 9, 3},    {47, 33, 4},
                          {48, 64, 5},  {49, 100, 6},  {96, 128, 7},   {100, 256, 8}, {143, 300, 9},
-                         {200, 513, 16}, {97, 1100, 17}, {384, 520, 33}, {50, 40, 70},  {1100, 24, 600}};
+                         {200, 513, 16}, {97, 1100, 17}, {384, 520, 33}, {50, 40, 70},  {1100, 24, 600},
+                         // Over 1 MB of weights: passes of 1-3 columns prefetch where the core says so.
+                         {1100, 300, 1}, {1100, 300, 3}};
 
 template <typename T>
 void check_multiply(bool with_bias) {

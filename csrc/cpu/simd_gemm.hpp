@@ -1,0 +1,338 @@
+#pragma once
+// Float products C += A * B with A (the weights) packed once, on AVX-512 or AVX2 + FMA. Same
+// contract as the Eigen-based PackedWeights in packed_gemm.hpp, which it replaces for float in the
+// AVX-512 and AVX2 cores. Eigen 3.4's AVX-512 micro-kernel (48 x 4) reaches ~60 % of the FMA peak
+// on these shapes, this one (48 x 8: 24 accumulators of the 32 registers, so that every weight
+// vector loaded from cache feeds 8 FMAs) ~75-80 %. With AVX2's 16 registers the panel is Eigen's
+// own shape (24 x 4: 12 accumulators), but column counts that are not a multiple of 4 (the
+// shrinking batch of packed input) keep whole-panel kernels, where Eigen's GEBP falls back to one
+// column at a time.
+//
+// Layout. A (m x k, row-major) is cut into depth blocks of at most kMaxDepthBlock; each block
+// into panels of up to 3 vectors of rows (the last one 1, 2 or 3 vectors, zero-padded) stored
+// k-major: panel p of depth block [k2, k2 + kc) holds, for each k, its rows' values. B (the
+// activations, k x n, column-major: one activation row per column) is packed per call into
+// panels of Isa::kCols columns (the last one narrower), k-major, per depth block.
+// Include from one translation unit only, compiled with the instruction set's flags.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "huge_pages.hpp"
+
+namespace fastlstm::cpu::simd {
+
+using Index = Eigen::Index;
+
+#if defined(__AVX512F__)
+// 16 floats per register, 32 registers: 3 x 8 accumulators.
+struct Avx512 {
+  using Vec = __m512;
+  static constexpr Index kLanes = 16;
+  static constexpr int kCols = 8;
+  static constexpr Index kRowBlockBytes = 512 * 1024;  // the A rows multiplied together stay in L2
+  static constexpr bool kPrefetchStreams = false;  // measured slower with (S2)
+  static Vec zero() { return _mm512_setzero_ps(); }
+  static Vec load(const float* p) { return _mm512_load_ps(p); }
+  static Vec broadcast(float x) { return _mm512_set1_ps(x); }
+  static Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+  static Vec add(Vec a, Vec b) { return _mm512_add_ps(a, b); }
+  static Vec loadu(const float* p) { return _mm512_loadu_ps(p); }
+  static void storeu(float* p, Vec v) { _mm512_storeu_ps(p, v); }
+  static Vec load_first(const float* p, Index lanes) { return _mm512_maskz_loadu_ps(mask(lanes), p); }
+  static void store_first(float* p, Vec v, Index lanes) { _mm512_mask_storeu_ps(p, mask(lanes), v); }
+  static __mmask16 mask(Index lanes) { return static_cast<__mmask16>((1u << lanes) - 1u); }
+};
+#endif
+
+#if defined(__AVX2__) && defined(__FMA__)
+// 8 floats per register, 16 registers: 3 x 4 accumulators, 3 rows and a broadcast.
+struct Avx2 {
+  using Vec = __m256;
+  static constexpr Index kLanes = 8;
+  static constexpr int kCols = 4;
+  static constexpr Index kRowBlockBytes = 256 * 1024;  // half of Zen 3's L2
+  static constexpr bool kPrefetchStreams = true;  // S2 ~10 % faster with
+  static Vec zero() { return _mm256_setzero_ps(); }
+  static Vec load(const float* p) { return _mm256_load_ps(p); }
+  static Vec broadcast(float x) { return _mm256_set1_ps(x); }
+  static Vec fmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
+  static Vec add(Vec a, Vec b) { return _mm256_add_ps(a, b); }
+  static Vec loadu(const float* p) { return _mm256_loadu_ps(p); }
+  static void storeu(float* p, Vec v) { _mm256_storeu_ps(p, v); }
+  static Vec load_first(const float* p, Index lanes) { return _mm256_maskload_ps(p, mask(lanes)); }
+  static void store_first(float* p, Vec v, Index lanes) { _mm256_maskstore_ps(p, mask(lanes), v); }
+  static __m256i mask(Index lanes) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(lanes)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+};
+#endif
+
+
+constexpr int kMaxVectors = 3;               // registers of rows per micro-kernel
+constexpr Index kMaxDepthBlock = 512;        // a B panel (kc x kCols) stays in L1
+// Weights beyond this many bytes are assumed not to be in L2 when a product starts: its first
+// pass over them prefetches ahead, where there are enough columns to make the pass compute-bound.
+// With fewer the loads stream; they prefetch where Isa::kPrefetchStreams says so and the weights
+// exceed half the core's L2, so come from L3 at every step (S7's, in a 2 MiB L2: 25 % slower with).
+constexpr Index kPrefetchMinBytes = 256 * 1024;
+constexpr Index kPrefetchMinColumns = 4;
+constexpr Index kPrefetchBytes = 24 * 192;  // how far ahead: ~300 cycles of the 48 x 8 kernel
+
+// acc[j][v] += a[k] * b[k][j] for k < kc: `Vectors` registers of rows, `Cols` columns; then
+// C (column stride ldc) = base + acc for the first `rows` rows (the panel's other rows belong to
+// someone else, or to no one), where base is C itself (base_ld = ldc), one column shared by all
+// (base_ld = 0: a bias) or zero (base = nullptr).
+template <class Isa, int Vectors, int Cols, bool Prefetch>
+inline void micro_kernel(const float* a, const float* b, Index kc, float* c, Index ldc, const float* base,
+                         Index base_ld, Index rows) {
+  using Vec = typename Isa::Vec;
+  constexpr Index kLanes = Isa::kLanes, kStep = Vectors * kLanes;  // floats of A per depth step
+  // With few accumulators the FMA latency (4 cycles, 2 per cycle) would bound the loop: even
+  // and odd k then go to separate accumulators.
+  constexpr int kSplits = Vectors * Cols < 8 ? 2 : 1;
+  Vec acc[kSplits][Cols][Vectors];
+  for (int s = 0; s < kSplits; ++s)
+    for (int j = 0; j < Cols; ++j)
+      for (int v = 0; v < Vectors; ++v) acc[s][j][v] = Isa::zero();
+  Index k = 0;
+  auto step = [&](int s) {
+    const float* panel = a + k * kStep;
+    if constexpr (Prefetch) {
+      // A cache line per 64 bytes of the step, far enough ahead to cover a trip to L3; past the
+      // panel's end it reaches the next panel, the next one this pass multiplies.
+      for (Index offset = 0; offset < kStep; offset += 16) {
+        _mm_prefetch(reinterpret_cast<const char*>(panel + offset) + kPrefetchBytes, _MM_HINT_T0);
+      }
+    }
+    Vec row[Vectors];
+    for (int v = 0; v < Vectors; ++v) row[v] = Isa::load(panel + v * kLanes);
+    for (int j = 0; j < Cols; ++j) {
+      const Vec x = Isa::broadcast(b[k * Cols + j]);
+      for (int v = 0; v < Vectors; ++v) acc[s][j][v] = Isa::fmadd(row[v], x, acc[s][j][v]);
+    }
+    ++k;
+  };
+  for (; k + kSplits <= kc;) {
+    for (int s = 0; s < kSplits; ++s) step(s);
+  }
+  for (; k < kc;) step(0);
+  for (int v = 0; v < Vectors; ++v) {
+    const Index lanes = std::clamp<Index>(rows - v * kLanes, 0, kLanes);
+    if (lanes == 0) break;
+    for (int j = 0; j < Cols; ++j) {
+      Vec sum = acc[0][j][v];
+      if constexpr (kSplits == 2) sum = Isa::add(sum, acc[1][j][v]);
+      float* out = c + j * ldc + v * kLanes;
+      const float* in = base + j * base_ld + v * kLanes;
+      if (lanes == kLanes) {
+        Isa::storeu(out, base ? Isa::add(Isa::loadu(in), sum) : sum);
+      } else {
+        Isa::store_first(out, base ? Isa::add(Isa::load_first(in, lanes), sum) : sum, lanes);
+      }
+    }
+  }
+}
+
+using MicroKernel = void (*)(const float*, const float*, Index, float*, Index, const float*, Index, Index);
+
+template <class Isa, bool Prefetch, int Vectors, int... Cols>
+constexpr auto kernels_for(std::integer_sequence<int, Cols...>) {
+  return std::array<MicroKernel, sizeof...(Cols)>{&micro_kernel<Isa, Vectors, Cols + 1, Prefetch>...};
+}
+
+// kernels[vectors - 1][cols - 1]
+template <class Isa, bool Prefetch, int... Vectors>
+constexpr auto kernel_table(std::integer_sequence<int, Vectors...>) {
+  return std::array<std::array<MicroKernel, Isa::kCols>, sizeof...(Vectors)>{
+      kernels_for<Isa, Prefetch, Vectors + 1>(std::make_integer_sequence<int, Isa::kCols>{})...};
+}
+
+template <class Isa, bool Prefetch>
+struct KernelTable {
+  static constexpr auto kernels = kernel_table<Isa, Prefetch>(std::make_integer_sequence<int, kMaxVectors>{});
+};
+
+// The micro-kernel for a panel of `vectors` registers of rows and `cols` columns (1..kCols).
+template <class Isa>
+MicroKernel micro_kernel_for(Index vectors, Index cols, bool prefetch) {
+  const auto& table = prefetch ? KernelTable<Isa, true>::kernels : KernelTable<Isa, false>::kernels;
+  return table[static_cast<size_t>(vectors - 1)][static_cast<size_t>(cols - 1)];
+}
+
+// 8 columns of B (column stride ldb), depth [0, kc), into one k-major panel: out[k * 8 + j].
+inline void pack_eight_columns(const float* b, Index ldb, Index kc, float* out) {
+  Index k = 0;
+  for (; k + 8 <= kc; k += 8) {
+    // An 8 x 8 transpose: columns j, depths k..k+7 -> depths k..k+7, columns 0..7.
+    __m256 r[8], t[8];
+    for (int j = 0; j < 8; ++j) r[j] = _mm256_loadu_ps(b + j * ldb + k);
+    for (int j = 0; j < 8; j += 2) {
+      t[j] = _mm256_unpacklo_ps(r[j], r[j + 1]);
+      t[j + 1] = _mm256_unpackhi_ps(r[j], r[j + 1]);
+    }
+    for (int j = 0; j < 8; j += 4) {
+      r[j] = _mm256_shuffle_ps(t[j], t[j + 2], 0x44);
+      r[j + 1] = _mm256_shuffle_ps(t[j], t[j + 2], 0xEE);
+      r[j + 2] = _mm256_shuffle_ps(t[j + 1], t[j + 3], 0x44);
+      r[j + 3] = _mm256_shuffle_ps(t[j + 1], t[j + 3], 0xEE);
+    }
+    for (int j = 0; j < 4; ++j) {
+      _mm256_storeu_ps(out + (k + j) * 8, _mm256_permute2f128_ps(r[j], r[j + 4], 0x20));
+      _mm256_storeu_ps(out + (k + j + 4) * 8, _mm256_permute2f128_ps(r[j], r[j + 4], 0x31));
+    }
+  }
+  for (; k < kc; ++k)
+    for (int j = 0; j < 8; ++j) out[k * 8 + j] = b[j * ldb + k];
+}
+
+// 4 columns of B, depth [0, kc), into one k-major panel: out[k * 4 + j].
+inline void pack_four_columns(const float* b, Index ldb, Index kc, float* out) {
+  Index k = 0;
+  for (; k + 4 <= kc; k += 4) {
+    __m128 r0 = _mm_loadu_ps(b + k), r1 = _mm_loadu_ps(b + ldb + k);
+    __m128 r2 = _mm_loadu_ps(b + 2 * ldb + k), r3 = _mm_loadu_ps(b + 3 * ldb + k);
+    _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+    _mm_storeu_ps(out + k * 4, r0);
+    _mm_storeu_ps(out + k * 4 + 4, r1);
+    _mm_storeu_ps(out + k * 4 + 8, r2);
+    _mm_storeu_ps(out + k * 4 + 12, r3);
+  }
+  for (; k < kc; ++k)
+    for (int j = 0; j < 4; ++j) out[k * 4 + j] = b[j * ldb + k];
+}
+
+template <class Isa>
+class PackedWeights {
+ public:
+  PackedWeights() = default;
+
+  // Packs `a` (m x k, row stride lda). The blocking does not depend on the activations' count.
+  void pack(const float* a, Index m, Index k, Index lda, Index /*typical_n*/) {
+    m_ = m;
+    k_ = k;
+    const Index blocks = std::max<Index>(1, (k + kMaxDepthBlock - 1) / kMaxDepthBlock);
+    kc_ = std::max<Index>(1, (k + blocks - 1) / blocks);
+    padded_rows_ = (m + kLanes - 1) / kLanes * kLanes;
+    const Index bytes = padded_rows_ * k * Index(sizeof(float));
+    prefetch_many_ = bytes >= kPrefetchMinBytes;
+    prefetch_few_ = Isa::kPrefetchStreams && bytes >= static_cast<Index>(Eigen::l2CacheSize()) / 2;
+    panels_.assign(static_cast<size_t>(padded_rows_ * k), 0.0f);
+    for (Index k2 = 0; k2 < k; k2 += kc_) {
+      const Index kc = std::min(kc_, k - k2);
+      for (Index row0 = 0; row0 < m; row0 += kPanelRows) {
+        const Index height = panel_height(row0);
+        float* panel = panels_.data() + k2 * padded_rows_ + row0 * kc;
+        for (Index r = 0; r < std::min(kPanelRows, m - row0); ++r)
+          for (Index d = 0; d < kc; ++d) panel[d * height + r] = a[(row0 + r) * lda + k2 + d];
+      }
+    }
+  }
+
+  Index rows() const { return m_; }
+  Index depth() const { return k_; }
+  Index depth_block() const { return kc_; }
+  // multiply_rows takes row ranges that start at a multiple of this.
+  static constexpr Index row_alignment() { return kPanelRows; }
+  // Elements to set aside for pack_activations of `n` columns (a multiple of 16: what follows
+  // stays 64-byte aligned).
+  Index packed_activations_size(Index n) const { return (k_ * n + 15) / 16 * 16 + 16; }
+  // Elements of the workspace that multiply needs for `n` columns.
+  Index workspace_size(Index n) const { return kc_ * std::min(std::max<Index>(n, 1), kMaxColumns) + 16; }
+
+  // B (k x n, column stride ldb) into panels for multiply_rows, every depth block at once.
+  // Weights of the same depth and depth_block() read the same packing.
+  void pack_activations(const float* b, Index ldb, Index n, float* packed) const {
+    for (Index k2 = 0; k2 < k_; k2 += kc_) pack_block(b + k2, ldb, n, std::min(kc_, k_ - k2), packed + k2 * n);
+  }
+
+  // C rows [r0, r1) (column stride ldc) += A rows [r0, r1) * B, B packed by pack_activations;
+  // r0 and r1 are multiples of row_alignment() (r1 may also be rows()). Rows of C start at c[0]:
+  // the whole of A's rows.
+  void multiply_rows(const float* packed, Index n, Index r0, Index r1, float* c, Index ldc) const {
+    if (r0 >= r1 || n == 0) return;
+    for (Index k2 = 0; k2 < k_; k2 += kc_) {
+      multiply_block(k2, std::min(kc_, k_ - k2), packed + k2 * n, n, r0, r1, c, ldc, c, ldc);
+    }
+  }
+
+  // C (m x n, column stride ldc) = bias + A * B (k x n, column stride ldb), bias (m) added to
+  // every column, or none (nullptr). `workspace` holds workspace_size(n) elements. Allocates
+  // nothing.
+  void multiply(const float* b, Index ldb, Index n, const float* bias, float* c, Index ldc, float* workspace) const {
+    if (m_ == 0 || n == 0) return;
+    for (Index j2 = 0; j2 < n; j2 += kMaxColumns) {
+      const Index nc = std::min(kMaxColumns, n - j2);
+      for (Index k2 = 0; k2 < k_; k2 += kc_) {
+        const Index kc = std::min(kc_, k_ - k2);
+        pack_block(b + j2 * ldb + k2, ldb, nc, kc, workspace);
+        // Rows a block at a time, so that they stay in L2 while every column passes over them.
+        const Index row_block = std::max<Index>(kPanelRows, Isa::kRowBlockBytes / (kc * 4) / kPanelRows * kPanelRows);
+        float* columns = c + j2 * ldc;
+        for (Index r0 = 0; r0 < m_; r0 += row_block) {
+          // The first depth block starts from the bias, the others from what the ones before wrote.
+          if (k2 == 0) {
+            multiply_block(k2, kc, workspace, nc, r0, std::min(m_, r0 + row_block), columns, ldc, bias, 0);
+          } else {
+            multiply_block(k2, kc, workspace, nc, r0, std::min(m_, r0 + row_block), columns, ldc, columns, ldc);
+          }
+        }
+      }
+    }
+  }
+
+ private:
+  static constexpr Index kLanes = Isa::kLanes;
+  static constexpr Index kPanelRows = kMaxVectors * kLanes;  // rows of A per micro-kernel
+  static constexpr Index kPanelCols = Isa::kCols;            // columns of B per micro-kernel
+  static constexpr Index kMaxColumns = 512;                  // columns of B packed at once by multiply
+
+  // Rows stored for the panel starting at row0: kPanelRows, or the rest rounded up to whole vectors.
+  Index panel_height(Index row0) const { return std::min(kPanelRows, padded_rows_ - row0); }
+
+  // One depth block of B (column stride ldb) into kPanelCols-column panels.
+  static void pack_block(const float* b, Index ldb, Index n, Index kc, float* packed) {
+    Index j = 0;
+    for (; j + kPanelCols <= n; j += kPanelCols) {
+      if constexpr (kPanelCols == 8) {
+        pack_eight_columns(b + j * ldb, ldb, kc, packed + j * kc);
+      } else {
+        static_assert(kPanelCols == 4);
+        pack_four_columns(b + j * ldb, ldb, kc, packed + j * kc);
+      }
+    }
+    const Index cols = n - j;
+    float* out = packed + j * kc;
+    for (Index d = 0; d < kc; ++d)
+      for (Index jj = 0; jj < cols; ++jj) out[d * cols + jj] = b[(j + jj) * ldb + d];
+  }
+
+  // C rows [r0, r1) = base + A rows [r0, r1), depth block [k2, k2 + kc) * B's packed block;
+  // base as micro_kernel takes it, from row 0.
+  void multiply_block(Index k2, Index kc, const float* packed, Index n, Index r0, Index r1, float* c, Index ldc,
+                      const float* base, Index base_ld) const {
+    const float* block = panels_.data() + k2 * padded_rows_;
+    const bool prefetch = n >= kPrefetchMinColumns ? prefetch_many_ : prefetch_few_;
+    for (Index j = 0; j < n; j += kPanelCols) {
+      const Index cols = std::min(kPanelCols, n - j);
+      const float* b = packed + j * kc;
+      for (Index row0 = r0; row0 < r1; row0 += kPanelRows) {
+        micro_kernel_for<Isa>(panel_height(row0) / kLanes, cols, prefetch && j == 0)(
+            block + row0 * kc, b, kc, c + j * ldc + row0, ldc, base ? base + j * base_ld + row0 : nullptr, base_ld,
+            std::min(kPanelRows, r1 - row0));
+      }
+    }
+  }
+
+  Index m_ = 0, k_ = 0, kc_ = 1, padded_rows_ = 0;
+  bool prefetch_many_ = false, prefetch_few_ = false;  // whether passes of >= and < kPrefetchMinColumns prefetch
+  PanelVector<float> panels_;
+};
+
+}  // namespace fastlstm::cpu::simd
