@@ -2,6 +2,7 @@
 writes every row to JSON: a quick run of its small cases, one sample each."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -12,9 +13,14 @@ def test_the_benchmark_runs_its_small_cases_and_verifies_them(tmp_path):
         [sys.executable, "-m", "fastlstm", "bench", "--cases", "S1,S7,X1", "--repeats", "1", "--min-time", "0",
          "--no-ort", "--quiet", "--json", str(out)],
         capture_output=True, text=True, timeout=600,
+        # A variable that changes what runs is reported (this one only matters on a GPU).
+        env=dict(os.environ, FASTLSTM_CUDA_GRAPHS="1"),
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    rows = {row["case"]: row for row in json.loads(out.read_text())["rows"]}
+    report = json.loads(out.read_text())
+    assert report["environment"]["FASTLSTM_CUDA_GRAPHS"] == "1"
+    assert "environment: " in result.stdout and "FASTLSTM_CUDA_GRAPHS=1" in result.stdout
+    rows = {row["case"]: row for row in report["rows"]}
     assert set(rows) == {"S1", "S7", "S7-stream", "X1", "X1-padded"}
     for name, row in rows.items():
         assert row["status"] == "ok", (name, row["status"])

@@ -811,6 +811,17 @@ def machine_info() -> dict:
     }
 
 
+# Environment variables that change which code the tools run or how many threads they take.
+TUNING_VARIABLES = ("FASTLSTM_ISA", "FASTLSTM_CUDA_GRAPHS", "OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS",
+                    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA",
+                    "ATEN_CPU_CAPABILITY")
+
+
+def tuning_environment() -> Dict[str, str]:
+    """The TUNING_VARIABLES this run has set: a result is not comparable without them."""
+    return {name: os.environ[name] for name in TUNING_VARIABLES if name in os.environ}
+
+
 def versions(torch, ort) -> dict:
     return {
         "fastlstm": fastlstm.__version__,
@@ -1032,6 +1043,9 @@ def _run(args: argparse.Namespace) -> int:
           f"torch {vers['torch'] or 'not found'}  onnxruntime {vers['onnxruntime'] or 'not found'}")
     print(f"CPU: {machine['cpu_model']}, {machine['usable_cores']} usable cores; "
           f"load average {machine['load_average'] or '?'}; {started:%Y-%m-%d %H:%M %Z}")
+    environment = tuning_environment()
+    if environment:
+        print("environment: " + " ".join(f"{name}={value}" for name, value in environment.items()))
 
     gemm: Dict[int, float] = {}
     gemm_how: Dict[int, str] = {}
@@ -1111,6 +1125,7 @@ def _run(args: argparse.Namespace) -> int:
         report = {
             "date": started.isoformat(timespec="seconds"),
             "command": list(getattr(sys, "orig_argv", sys.argv)),
+            "environment": environment,
             "machine": machine,
             "versions": vers,
             "build_info": info,
