@@ -101,8 +101,7 @@ inline void micro_kernel(const float* a, const float* b, Index kc, float* c, Ind
   for (int s = 0; s < kSplits; ++s)
     for (int j = 0; j < Cols; ++j)
       for (int v = 0; v < Vectors; ++v) acc[s][j][v] = Isa::zero();
-  Index k = 0;
-  auto step = [&](int s) {
+  auto step = [&](int s, Index k) {
     const float* panel = a + k * kStep;
     if constexpr (Prefetch) {
       // A cache line per 64 bytes of the step, far enough ahead to cover a trip to L3; past the
@@ -117,12 +116,12 @@ inline void micro_kernel(const float* a, const float* b, Index kc, float* c, Ind
       const Vec x = Isa::broadcast(b[k * Cols + j]);
       for (int v = 0; v < Vectors; ++v) acc[s][j][v] = Isa::fmadd(row[v], x, acc[s][j][v]);
     }
-    ++k;
   };
-  for (; k + kSplits <= kc;) {
-    for (int s = 0; s < kSplits; ++s) step(s);
+  Index k = 0;
+  for (; k + kSplits <= kc; k += kSplits) {
+    for (int s = 0; s < kSplits; ++s) step(s, k + s);
   }
-  for (; k < kc;) step(0);
+  for (; k < kc; ++k) step(0, k);
   for (int v = 0; v < Vectors; ++v) {
     const Index lanes = std::clamp<Index>(rows - v * kLanes, 0, kLanes);
     if (lanes == 0) break;
