@@ -14,13 +14,10 @@
 // activations, k x n, column-major: one activation row per column) is packed per call into
 // panels of Isa::kCols columns (the last one narrower), k-major, per depth block.
 // Include from one translation unit only, compiled with the instruction set's flags.
-#include <immintrin.h>
-
 #include <algorithm>
 #include <array>
 #include <cstdint>
 #include <utility>
-#include <vector>
 
 #include <Eigen/Core>
 
@@ -30,50 +27,33 @@ namespace fastlstm::cpu::simd {
 
 using Index = Eigen::Index;
 
+// The panel shape and tuning of each instruction set. The arithmetic is Eigen's packet math on
+// the instruction set's float packet.
 #if defined(__AVX512F__)
 // 16 floats per register, 32 registers: 3 x 8 accumulators.
 struct Avx512 {
-  using Vec = __m512;
+  using Packet = Eigen::internal::Packet16f;       // rows of A
+  using Mask = uint16_t;                           // a packet's lanes
+  using ColumnPacket = Eigen::internal::Packet8f;  // kCols floats: the transposes that pack B
   static constexpr Index kLanes = 16;
   static constexpr int kCols = 8;
   static constexpr Index kRowBlockBytes = 512 * 1024;  // the A rows multiplied together stay in L2
-  static constexpr bool kPrefetchStreams = false;  // measured slower with (S2)
-  static Vec zero() { return _mm512_setzero_ps(); }
-  static Vec load(const float* p) { return _mm512_load_ps(p); }
-  static Vec broadcast(float x) { return _mm512_set1_ps(x); }
-  static Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
-  static Vec add(Vec a, Vec b) { return _mm512_add_ps(a, b); }
-  static Vec loadu(const float* p) { return _mm512_loadu_ps(p); }
-  static void storeu(float* p, Vec v) { _mm512_storeu_ps(p, v); }
-  static Vec load_first(const float* p, Index lanes) { return _mm512_maskz_loadu_ps(mask(lanes), p); }
-  static void store_first(float* p, Vec v, Index lanes) { _mm512_mask_storeu_ps(p, mask(lanes), v); }
-  static __mmask16 mask(Index lanes) { return static_cast<__mmask16>((1u << lanes) - 1u); }
+  static constexpr bool kPrefetchStreams = false;      // measured slower with (S2)
 };
 #endif
 
 #if defined(__AVX2__) && defined(__FMA__)
 // 8 floats per register, 16 registers: 3 x 4 accumulators, 3 rows and a broadcast.
 struct Avx2 {
-  using Vec = __m256;
+  using Packet = Eigen::internal::Packet8f;
+  using Mask = uint8_t;
+  using ColumnPacket = Eigen::internal::Packet4f;
   static constexpr Index kLanes = 8;
   static constexpr int kCols = 4;
   static constexpr Index kRowBlockBytes = 256 * 1024;  // half of Zen 3's L2
-  static constexpr bool kPrefetchStreams = true;  // S2 ~10 % faster with
-  static Vec zero() { return _mm256_setzero_ps(); }
-  static Vec load(const float* p) { return _mm256_load_ps(p); }
-  static Vec broadcast(float x) { return _mm256_set1_ps(x); }
-  static Vec fmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
-  static Vec add(Vec a, Vec b) { return _mm256_add_ps(a, b); }
-  static Vec loadu(const float* p) { return _mm256_loadu_ps(p); }
-  static void storeu(float* p, Vec v) { _mm256_storeu_ps(p, v); }
-  static Vec load_first(const float* p, Index lanes) { return _mm256_maskload_ps(p, mask(lanes)); }
-  static void store_first(float* p, Vec v, Index lanes) { _mm256_maskstore_ps(p, mask(lanes), v); }
-  static __m256i mask(Index lanes) {
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(lanes)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-  }
+  static constexpr bool kPrefetchStreams = true;       // S2 ~10 % faster with
 };
 #endif
-
 
 constexpr int kMaxVectors = 3;               // registers of rows per micro-kernel
 constexpr Index kMaxDepthBlock = 512;        // a B panel (kc x kCols) stays in L1
@@ -83,7 +63,7 @@ constexpr Index kMaxDepthBlock = 512;        // a B panel (kc x kCols) stays in 
 // exceed half the core's L2, so come from L3 at every step (S7's, in a 2 MiB L2: 25 % slower with).
 constexpr Index kPrefetchMinBytes = 256 * 1024;
 constexpr Index kPrefetchMinColumns = 4;
-constexpr Index kPrefetchBytes = 24 * 192;  // how far ahead: ~300 cycles of the 48 x 8 kernel
+constexpr Index kPrefetchAhead = 24 * 48;  // floats: ~300 cycles of either full panel
 
 // acc[j][v] += a[k] * b[k][j] for k < kc: `Vectors` registers of rows, `Cols` columns; then
 // C (column stride ldc) = base + acc for the first `rows` rows (the panel's other rows belong to
@@ -92,29 +72,30 @@ constexpr Index kPrefetchBytes = 24 * 192;  // how far ahead: ~300 cycles of the
 template <class Isa, int Vectors, int Cols, bool Prefetch>
 inline void micro_kernel(const float* a, const float* b, Index kc, float* c, Index ldc, const float* base,
                          Index base_ld, Index rows) {
-  using Vec = typename Isa::Vec;
+  namespace ei = Eigen::internal;
+  using Packet = typename Isa::Packet;
   constexpr Index kLanes = Isa::kLanes, kStep = Vectors * kLanes;  // floats of A per depth step
   // With few accumulators the FMA latency (4 cycles, 2 per cycle) would bound the loop: even
   // and odd k then go to separate accumulators.
   constexpr int kSplits = Vectors * Cols < 8 ? 2 : 1;
-  Vec acc[kSplits][Cols][Vectors];
+  Packet acc[kSplits][Cols][Vectors];
   for (int s = 0; s < kSplits; ++s)
     for (int j = 0; j < Cols; ++j)
-      for (int v = 0; v < Vectors; ++v) acc[s][j][v] = Isa::zero();
+      for (int v = 0; v < Vectors; ++v) acc[s][j][v] = ei::pset1<Packet>(0.0f);
   auto step = [&](int s, Index k) {
     const float* panel = a + k * kStep;
     if constexpr (Prefetch) {
       // A cache line per 64 bytes of the step, far enough ahead to cover a trip to L3; past the
       // panel's end it reaches the next panel, the next one this pass multiplies.
       for (Index offset = 0; offset < kStep; offset += 16) {
-        _mm_prefetch(reinterpret_cast<const char*>(panel + offset) + kPrefetchBytes, _MM_HINT_T0);
+        ei::prefetch(panel + offset + kPrefetchAhead);
       }
     }
-    Vec row[Vectors];
-    for (int v = 0; v < Vectors; ++v) row[v] = Isa::load(panel + v * kLanes);
+    Packet row[Vectors];
+    for (int v = 0; v < Vectors; ++v) row[v] = ei::pload<Packet>(panel + v * kLanes);
     for (int j = 0; j < Cols; ++j) {
-      const Vec x = Isa::broadcast(b[k * Cols + j]);
-      for (int v = 0; v < Vectors; ++v) acc[s][j][v] = Isa::fmadd(row[v], x, acc[s][j][v]);
+      const Packet x = ei::pset1<Packet>(b[k * Cols + j]);
+      for (int v = 0; v < Vectors; ++v) acc[s][j][v] = ei::pmadd(row[v], x, acc[s][j][v]);
     }
   };
   Index k = 0;
@@ -126,14 +107,15 @@ inline void micro_kernel(const float* a, const float* b, Index kc, float* c, Ind
     const Index lanes = std::clamp<Index>(rows - v * kLanes, 0, kLanes);
     if (lanes == 0) break;
     for (int j = 0; j < Cols; ++j) {
-      Vec sum = acc[0][j][v];
-      if constexpr (kSplits == 2) sum = Isa::add(sum, acc[1][j][v]);
+      Packet sum = acc[0][j][v];
+      if constexpr (kSplits == 2) sum = ei::padd(sum, acc[1][j][v]);
       float* out = c + j * ldc + v * kLanes;
       const float* in = base + j * base_ld + v * kLanes;
       if (lanes == kLanes) {
-        Isa::storeu(out, base ? Isa::add(Isa::loadu(in), sum) : sum);
+        ei::pstoreu(out, base ? ei::padd(ei::ploadu<Packet>(in), sum) : sum);
       } else {
-        Isa::store_first(out, base ? Isa::add(Isa::load_first(in, lanes), sum) : sum, lanes);
+        const auto mask = static_cast<typename Isa::Mask>((1u << lanes) - 1u);
+        ei::pstoreu(out, base ? ei::padd(ei::ploadu<Packet>(in, mask), sum) : sum, mask);
       }
     }
   }
@@ -165,46 +147,20 @@ MicroKernel micro_kernel_for(Index vectors, Index cols, bool prefetch) {
   return table[static_cast<size_t>(vectors - 1)][static_cast<size_t>(cols - 1)];
 }
 
-// 8 columns of B (column stride ldb), depth [0, kc), into one k-major panel: out[k * 8 + j].
-inline void pack_eight_columns(const float* b, Index ldb, Index kc, float* out) {
+// `Cols` columns of B (column stride ldb), depth [0, kc), into one k-major panel:
+// out[k * Cols + j], a Cols x Cols transpose at a time (Packet: Cols floats).
+template <typename Packet, int Cols>
+inline void pack_columns(const float* b, Index ldb, Index kc, float* out) {
+  namespace ei = Eigen::internal;
   Index k = 0;
-  for (; k + 8 <= kc; k += 8) {
-    // An 8 x 8 transpose: columns j, depths k..k+7 -> depths k..k+7, columns 0..7.
-    __m256 r[8], t[8];
-    for (int j = 0; j < 8; ++j) r[j] = _mm256_loadu_ps(b + j * ldb + k);
-    for (int j = 0; j < 8; j += 2) {
-      t[j] = _mm256_unpacklo_ps(r[j], r[j + 1]);
-      t[j + 1] = _mm256_unpackhi_ps(r[j], r[j + 1]);
-    }
-    for (int j = 0; j < 8; j += 4) {
-      r[j] = _mm256_shuffle_ps(t[j], t[j + 2], 0x44);
-      r[j + 1] = _mm256_shuffle_ps(t[j], t[j + 2], 0xEE);
-      r[j + 2] = _mm256_shuffle_ps(t[j + 1], t[j + 3], 0x44);
-      r[j + 3] = _mm256_shuffle_ps(t[j + 1], t[j + 3], 0xEE);
-    }
-    for (int j = 0; j < 4; ++j) {
-      _mm256_storeu_ps(out + (k + j) * 8, _mm256_permute2f128_ps(r[j], r[j + 4], 0x20));
-      _mm256_storeu_ps(out + (k + j + 4) * 8, _mm256_permute2f128_ps(r[j], r[j + 4], 0x31));
-    }
+  for (; k + Cols <= kc; k += Cols) {
+    ei::PacketBlock<Packet, Cols> block;
+    for (int j = 0; j < Cols; ++j) block.packet[j] = ei::ploadu<Packet>(b + j * ldb + k);
+    ei::ptranspose(block);
+    for (int j = 0; j < Cols; ++j) ei::pstoreu(out + (k + j) * Cols, block.packet[j]);
   }
   for (; k < kc; ++k)
-    for (int j = 0; j < 8; ++j) out[k * 8 + j] = b[j * ldb + k];
-}
-
-// 4 columns of B, depth [0, kc), into one k-major panel: out[k * 4 + j].
-inline void pack_four_columns(const float* b, Index ldb, Index kc, float* out) {
-  Index k = 0;
-  for (; k + 4 <= kc; k += 4) {
-    __m128 r0 = _mm_loadu_ps(b + k), r1 = _mm_loadu_ps(b + ldb + k);
-    __m128 r2 = _mm_loadu_ps(b + 2 * ldb + k), r3 = _mm_loadu_ps(b + 3 * ldb + k);
-    _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-    _mm_storeu_ps(out + k * 4, r0);
-    _mm_storeu_ps(out + k * 4 + 4, r1);
-    _mm_storeu_ps(out + k * 4 + 8, r2);
-    _mm_storeu_ps(out + k * 4 + 12, r3);
-  }
-  for (; k < kc; ++k)
-    for (int j = 0; j < 4; ++j) out[k * 4 + j] = b[j * ldb + k];
+    for (int j = 0; j < Cols; ++j) out[k * Cols + j] = b[j * ldb + k];
 }
 
 template <class Isa>
@@ -299,12 +255,7 @@ class PackedWeights {
   static void pack_block(const float* b, Index ldb, Index n, Index kc, float* packed) {
     Index j = 0;
     for (; j + kPanelCols <= n; j += kPanelCols) {
-      if constexpr (kPanelCols == 8) {
-        pack_eight_columns(b + j * ldb, ldb, kc, packed + j * kc);
-      } else {
-        static_assert(kPanelCols == 4);
-        pack_four_columns(b + j * ldb, ldb, kc, packed + j * kc);
-      }
+      pack_columns<typename Isa::ColumnPacket, Isa::kCols>(b + j * ldb, ldb, kc, packed + j * kc);
     }
     const Index cols = n - j;
     float* out = packed + j * kc;
