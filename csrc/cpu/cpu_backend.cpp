@@ -598,15 +598,16 @@ class CpuBackend final : public Backend<T> {
       const int64_t continuing =
           (prev_t < 0 || prev_t >= steps) ? 0 : std::min(active, batch_sizes[prev_t]);
       const PackedWeights<T>& own = weights().threads[static_cast<size_t>(thread)].w_hh[dir];
-      T* packed_continuing = scratch;
-      T* packed_starting = scratch + own.packed_activations_size(continuing);
+      const T* packed_continuing = nullptr;
+      const T* packed_starting = nullptr;
       if (continuing > 0) {
-        own.pack_activations(output + output_rows.offset(prev_t) + dir * P, output_rows.row_stride, continuing,
-                             packed_continuing);
+        packed_continuing = own.packed_activations(output + output_rows.offset(prev_t) + dir * P,
+                                                   output_rows.row_stride, continuing, scratch);
       }
       if (active > continuing) {
-        own.pack_activations(self.initial_hidden_.data() + (index * batch + continuing) * P, P, active - continuing,
-                             packed_starting);
+        packed_starting = own.packed_activations(self.initial_hidden_.data() + (index * batch + continuing) * P, P,
+                                                 active - continuing,
+                                                 scratch + own.packed_activations_size(continuing));
       }
 
       auto run_block = [&](int owner, int64_t block) {

@@ -74,6 +74,13 @@ class EigenPackedWeights {
       pack_rhs(packed + k2 * n, rhs.getSubMapper(k2, 0), std::min(k2 + kc_, k_) - k2, n);
     }
   }
+  // B as multiply_rows reads it: one column is already in that layout (GEBP's panels of a lone
+  // column are its k values in order) and is read in place; more are packed into `packed`.
+  const T* packed_activations(const T* b, Index ldb, Index n, T* packed) const {
+    if (n == 1) return b;
+    pack_activations(b, ldb, n, packed);
+    return packed;
+  }
 
   // C rows [r0, r1) (column stride ldc) += A rows [r0, r1) * B, B packed by pack_activations;
   // r0 and r1 are multiples of row_alignment() (r1 may also be rows()). Rows of C start at c[0]:

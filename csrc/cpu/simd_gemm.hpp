@@ -206,6 +206,13 @@ class PackedWeights {
   void pack_activations(const float* b, Index ldb, Index n, float* packed) const {
     for (Index k2 = 0; k2 < k_; k2 += kc_) pack_block(b + k2, ldb, n, std::min(kc_, k_ - k2), packed + k2 * n);
   }
+  // B as multiply_rows reads it: one column is already in that layout (its k values in order)
+  // and is read in place; more are packed into `packed`.
+  const float* packed_activations(const float* b, Index ldb, Index n, float* packed) const {
+    if (n == 1) return b;
+    pack_activations(b, ldb, n, packed);
+    return packed;
+  }
 
   // C rows [r0, r1) (column stride ldc) += A rows [r0, r1) * B, B packed by pack_activations;
   // r0 and r1 are multiples of row_alignment() (r1 may also be rows()). Rows of C start at c[0]:
@@ -226,16 +233,21 @@ class PackedWeights {
       const Index nc = std::min(kMaxColumns, n - j2);
       for (Index k2 = 0; k2 < k_; k2 += kc_) {
         const Index kc = std::min(kc_, k_ - k2);
-        pack_block(b + j2 * ldb + k2, ldb, nc, kc, workspace);
+        // One column is its own packing (a one-step call's x): read in place.
+        const float* panel = b + j2 * ldb + k2;
+        if (nc > 1) {
+          pack_block(panel, ldb, nc, kc, workspace);
+          panel = workspace;
+        }
         // Rows a block at a time, so that they stay in L2 while every column passes over them.
         const Index row_block = std::max<Index>(kPanelRows, Isa::kRowBlockBytes / (kc * 4) / kPanelRows * kPanelRows);
         float* columns = c + j2 * ldc;
         for (Index r0 = 0; r0 < m_; r0 += row_block) {
           // The first depth block starts from the bias, the others from what the ones before wrote.
           if (k2 == 0) {
-            multiply_block(k2, kc, workspace, nc, r0, std::min(m_, r0 + row_block), columns, ldc, bias, 0);
+            multiply_block(k2, kc, panel, nc, r0, std::min(m_, r0 + row_block), columns, ldc, bias, 0);
           } else {
-            multiply_block(k2, kc, workspace, nc, r0, std::min(m_, r0 + row_block), columns, ldc, columns, ldc);
+            multiply_block(k2, kc, panel, nc, r0, std::min(m_, r0 + row_block), columns, ldc, columns, ldc);
           }
         }
       }
