@@ -593,7 +593,8 @@ class CpuBackend final : public Backend<T> {
       const int64_t index = layer * config().num_directions() + dir;
 
       // Rows continuing from the previous step read its output; rows starting here read h_0. Both
-      // are packed once for all blocks: every thread's weights share the depth blocking.
+      // are packed once for all blocks (every thread's weights share the depth blocking), or read
+      // in place where they are one row.
       const int64_t prev_t = dir == 0 ? t - 1 : t + 1;
       const int64_t continuing =
           (prev_t < 0 || prev_t >= steps) ? 0 : std::min(active, batch_sizes[prev_t]);
