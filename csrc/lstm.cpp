@@ -162,15 +162,34 @@ int resolve_threads(int num_threads) {
 }
 }  // namespace
 
+// The zero model's backend is prepared by its first forward pass or weight update, not here: the
+// weights of a model built this way are usually set next, and packing its zeros first would take as
+// long as packing them.
 template <typename T>
-Lstm<T>::Lstm(const LstmConfig& config, int num_threads) : Lstm(LstmWeights<T>(config), num_threads) {}
+Lstm<T>::Lstm(const LstmConfig& config, int num_threads)
+    : weights_(LstmWeights<T>(config)),
+      backend_(make_cpu_backend<T>(weights_.config(), resolve_threads(num_threads))),
+      mutex_(std::make_unique<std::mutex>()) {}
 
 template <typename T>
 Lstm<T>::Lstm(LstmWeights<T> weights, int num_threads)
     : weights_(std::move(weights)),
       backend_(make_cpu_backend<T>(weights_.config(), resolve_threads(num_threads))),
       mutex_(std::make_unique<std::mutex>()) {
+  prepare();
+}
+
+template <typename T>
+void Lstm<T>::prepare() const {
   backend_->prepare(weights_);
+  prepared_ = true;
+}
+
+template <typename T>
+void Lstm<T>::run(const ForwardRequest<T>& request) const {
+  std::lock_guard<std::mutex> lock(*mutex_);
+  if (!prepared_) prepare();
+  backend_->forward(request);
 }
 
 template <typename T>
@@ -214,7 +233,7 @@ void Lstm<T>::set_parameters(const std::vector<std::pair<std::string, TensorView
       for (int64_t c = 0; c < cols; ++c) dst[r * cols + c] = view.data[r * view.strides[0] + c * col_stride];
     }
   }
-  backend_->prepare(weights_);
+  prepare();
 }
 
 template <typename T>
@@ -230,7 +249,7 @@ void Lstm<T>::set_weights(const LstmWeights<T>& weights) {
   for (size_t i = 0; i < dst.size(); ++i) {
     std::copy(weights.parameters()[i].values.begin(), weights.parameters()[i].values.end(), dst[i].values.begin());
   }
-  backend_->prepare(weights_);
+  prepare();
 }
 
 namespace {
@@ -297,8 +316,7 @@ LstmOutput<T> Lstm<T>::forward(TensorView<const T> input, const StateView<T>* in
   request.initial_state = initial_state;
   request.h_n = result.h_n.data();
   request.c_n = result.c_n.data();
-  std::lock_guard<std::mutex> lock(*mutex_);
-  backend_->forward(request);
+  run(request);
   return result;
 }
 
@@ -338,8 +356,7 @@ void Lstm<T>::run_stream(ForwardRequest<T>& request, State& state) const {
   request.initial_state = &current;
   request.h_n = state.h.data();
   request.c_n = state.c.data();
-  std::lock_guard<std::mutex> lock(*mutex_);
-  backend_->forward(request);
+  run(request);
 }
 
 template <typename T>
@@ -434,8 +451,7 @@ LstmOutput<T> Lstm<T>::forward_packed(TensorView<const T> data, const std::vecto
   request.h_n = result.h_n.data();
   request.c_n = result.c_n.data();
 
-  std::lock_guard<std::mutex> lock(*mutex_);
-  backend_->forward(request);
+  run(request);
   return result;
 }
 

@@ -80,3 +80,26 @@ def test_reset_parameters_redraws_from_the_same_distribution():
     model.reset_parameters()
     after = model.state_dict()
     assert all(np.array_equal(before[name], after[name]) for name in before)
+
+
+def test_models_built_from_weights_leave_the_random_state_alone(tmp_path):
+    # load, from_state_dict and from_torch set the weights they are given: they draw nothing
+    # (a random draw would also take longer than the load of a large model).
+    torch = pytest.importorskip("torch")
+    source = fastlstm.LSTM(6, 8, num_layers=2, bidirectional=True, proj_size=3)
+    source.save(tmp_path / "model.safetensors")
+    state_dict = source.state_dict()
+    module = torch.nn.LSTM(6, 8, num_layers=2)
+    builds = {
+        "load": lambda: fastlstm.LSTM.load(tmp_path / "model.safetensors"),
+        "from_state_dict": lambda: fastlstm.LSTM.from_state_dict(state_dict),
+        "from_torch": lambda: fastlstm.LSTM.from_torch(module),
+    }
+    for name, build in builds.items():
+        np.random.seed(7)
+        model = build()
+        assert np.random.get_state()[2] == np.random.RandomState(7).get_state()[2], name
+        assert np.array_equal(np.random.rand(4), np.random.RandomState(7).rand(4)), name
+        expected = {k: v.detach().numpy() for k, v in module.state_dict().items()} if name == "from_torch" else state_dict
+        for key, value in expected.items():
+            assert np.array_equal(getattr(model, key), value), (name, key)

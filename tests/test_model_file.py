@@ -113,6 +113,16 @@ def test_load_takes_num_threads(tmp_path):
     assert fastlstm.LSTM.load(_saved(model, tmp_path / "m.safetensors"), num_threads=2).num_threads == 2
 
 
+@pytest.mark.parametrize("num_threads, error", [(0, ValueError), (-1, ValueError), (1.5, TypeError), ("2", TypeError)])
+def test_load_and_from_state_dict_check_num_threads_as_the_constructor_does(tmp_path, num_threads, error):
+    _, model = make_pair(5, 7)
+    path = _saved(model, tmp_path / "m.safetensors")
+    with pytest.raises(error, match="num_threads"):
+        fastlstm.LSTM.load(path, num_threads=num_threads)
+    with pytest.raises(error, match="num_threads"):
+        fastlstm.LSTM.from_state_dict(model.state_dict(), num_threads=num_threads)
+
+
 def test_load_casts_to_the_dtype_asked_for_as_torch_casts(tmp_path):
     module, model = make_pair(5, 7, num_layers=2)
     path = _saved(model, tmp_path / "m.safetensors")

@@ -209,14 +209,7 @@ void bind_model_file_methods(py::module_& m, const char* name) {
             py::gil_scoped_release release;
             engine.save(path);
           },
-          py::arg("path"))
-      .def(
-          "read_weights",
-          [](Engine& engine, const std::string& path, const std::string& prefix) {
-            py::gil_scoped_release release;
-            engine.set_weights(fastlstm::read_model_file<T>(path, prefix));
-          },
-          py::arg("path"), py::arg("prefix") = "", "Replaces the weights with the LSTM's in a model file.");
+          py::arg("path"));
 }
 
 void bind_model_file(py::module_& m) {

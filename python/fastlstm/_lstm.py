@@ -33,6 +33,15 @@ class IncompatibleKeys(NamedTuple):
     unexpected_keys: list
 
 
+def _engine_threads(num_threads: Optional[int]) -> int:
+    """num_threads as the engine takes it: 0 for every core (None)."""
+    if num_threads is None:
+        return 0
+    if _check_int(num_threads, "num_threads") < 1:
+        raise ValueError(f"num_threads must be >= 1 (or None for every core), got {num_threads}")
+    return int(num_threads)
+
+
 def _check_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
@@ -111,6 +120,34 @@ class LSTM:
         num_threads: Optional[int] = None,
         allow_tf32: bool = False,
     ) -> None:
+        cuda_index = self._configure(
+            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size,
+            device=device, dtype=dtype, num_threads=num_threads, allow_tf32=allow_tf32,
+        )
+        self.reset_parameters()
+        if cuda_index is not None:
+            self._move_to(cuda_index, self._allow_tf32)
+
+    def _configure(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        *,
+        device: Optional[str] = None,
+        dtype: Any = np.float32,
+        num_threads: Optional[int] = None,
+        allow_tf32: bool = False,
+        engine: Any = None,
+    ) -> Optional[int]:
+        """Checks the arguments and sets up the model on a new engine holding zeros, or on
+        `engine` (built with this configuration); returns the CUDA device index asked for, if any.
+        ``__init__`` then draws the weights; the constructors from weights set theirs instead."""
         if (
             not isinstance(dropout, numbers.Number)
             or isinstance(dropout, bool)
@@ -142,14 +179,11 @@ class LSTM:
                 "dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
                 f"expects num_layers greater than 1, but got dropout={dropout} and "
                 f"num_layers={num_layers}",
-                stacklevel=2,
+                stacklevel=3,
             )
         cuda_index = _cuda_runtime.parse_device(device)
         allow_tf32 = _check_bool(allow_tf32, "allow_tf32")
-        if num_threads is None:
-            num_threads = 0
-        elif _check_int(num_threads, "num_threads") < 1:
-            raise ValueError(f"num_threads must be >= 1 (or None for every core), got {num_threads}")
+        threads = _engine_threads(num_threads)
 
         dt = resolve_dtype(dtype)
         d = self.__dict__  # plain attributes, set around __setattr__'s parameter handling
@@ -162,16 +196,16 @@ class LSTM:
         d["bidirectional"] = bidirectional
         d["proj_size"] = proj_size
         d["_dtype"] = dt
-        d["_engine"] = _ENGINES[dt](
-            input_size, hidden_size, num_layers, bias, batch_first, bidirectional, proj_size,
-            int(num_threads), float(dropout),
-        )
+        if engine is None:
+            engine = _ENGINES[dt](
+                input_size, hidden_size, num_layers, bias, batch_first, bidirectional, proj_size,
+                threads, float(dropout),
+            )
+        d["_engine"] = engine
         d["_parameter_names"] = tuple(self._engine.parameter_names())
         d["_device_engine"] = None  # the CUDA engine when the model is on a GPU
         d["_allow_tf32"] = allow_tf32
-        self.reset_parameters()
-        if cuda_index is not None:
-            self._move_to(cuda_index, self._allow_tf32)
+        return cuda_index
 
     # ----------------------------------------------------------------------------- properties
     @property
@@ -342,6 +376,23 @@ class LSTM:
             self._device_engine.set_weights(list(self.named_parameters()))
 
     @classmethod
+    def _for_weights(
+        cls, config: Mapping[str, Any], dtype: Any, num_threads: Optional[int],
+        model_file: Optional[Tuple[str, str]] = None,
+    ) -> "LSTM":
+        """A model of `config` whose weights the caller sets next, or, given `model_file` (path,
+        prefix), the one that file holds, read by the engine. The constructors from weights skip
+        ``__init__``'s random draw, which for a large model takes longer than loading its weights."""
+        model = cls.__new__(cls)
+        engine = None
+        if model_file is not None:
+            engine = _ENGINES[resolve_dtype(dtype)].load(*model_file, _engine_threads(num_threads))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # about dropout with one layer: the weights' source warned
+            model._configure(**config, dtype=dtype, num_threads=num_threads, engine=engine)
+        return model
+
+    @classmethod
     def from_torch(
         cls, module: Any, *, dtype: Any = None, num_threads: Optional[int] = None, device: Any = None
     ) -> "LSTM":
@@ -354,12 +405,12 @@ class LSTM:
             raise TypeError(f"module: expected a torch.nn.LSTM, got {type(module).__name__}")
         if dtype is None:
             dtype = np.float64 if str(module.weight_ih_l0.dtype) == "torch.float64" else np.float32
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch already warned about dropout with one layer
-            model = cls(
-                module.input_size, module.hidden_size, module.num_layers, module.bias, module.batch_first,
-                module.dropout, module.bidirectional, module.proj_size, dtype=dtype, num_threads=num_threads,
-            )
+        model = cls._for_weights(
+            dict(input_size=module.input_size, hidden_size=module.hidden_size, num_layers=module.num_layers,
+                 bias=module.bias, batch_first=module.batch_first, dropout=module.dropout,
+                 bidirectional=module.bidirectional, proj_size=module.proj_size),
+            dtype, num_threads,
+        )
         model.load_state_dict({k: v.detach().cpu() for k, v in module.state_dict().items()})
         if device is None and str(module.weight_ih_l0.device).startswith("cuda"):
             device = str(module.weight_ih_l0.device)

@@ -7,7 +7,6 @@ tensor names and shapes; this module only moves arrays between it and the LSTM c
 from __future__ import annotations
 
 import os
-import warnings
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Type
 
 import numpy as np
@@ -25,12 +24,6 @@ def _check_prefix(prefix: Any) -> str:
     return prefix
 
 
-def _build(cls: "Type[LSTM]", config: dict, dtype: Any, num_threads: Optional[int]) -> "LSTM":
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # weights come next; nothing about construction to warn of
-        return cls(**config, dtype=dtype, num_threads=num_threads)
-
-
 def save(model: "LSTM", path: Any) -> None:
     model._engine.save(os.fspath(path))
 
@@ -38,9 +31,7 @@ def save(model: "LSTM", path: Any) -> None:
 def load(cls: "Type[LSTM]", path: Any, prefix: str, num_threads: Optional[int], dtype: Any) -> "LSTM":
     path = os.fspath(path)
     config, file_dtype = _core.inspect_model_file(path, _check_prefix(prefix))
-    model = _build(cls, config, file_dtype if dtype is None else dtype, num_threads)
-    model._engine.read_weights(path, prefix)
-    return model
+    return cls._for_weights(config, file_dtype if dtype is None else dtype, num_threads, (path, prefix))
 
 
 def from_state_dict(
@@ -62,6 +53,6 @@ def from_state_dict(
     if dtype is None:
         all_f64 = all(array.dtype == np.float64 for array in arrays.values())
         dtype = np.float64 if all_f64 else np.float32
-    model = _build(cls, config, resolve_dtype(dtype), num_threads)
+    model = cls._for_weights(config, resolve_dtype(dtype), num_threads)
     model._set_parameters(arrays, cast=True)
     return model

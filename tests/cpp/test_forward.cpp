@@ -1,4 +1,5 @@
 // forward(): torch's shapes and torch's numbers.
+#include <thread>
 #include <vector>
 
 #include "helpers.hpp"
@@ -49,6 +50,37 @@ TEST_CASE("forward: one step by hand, zero weights: every gate is sigmoid(0) = 1
   CHECK(result.c_n.data()[0] == doctest::Approx(0.5).epsilon(1e-6));
   CHECK(result.h_n.data()[0] == doctest::Approx(0.23105857863000487).epsilon(1e-6));
   CHECK(result.output.data()[0] == result.h_n.data()[0]);
+}
+
+TEST_CASE("forward: a zero model's first uses, from several threads at once, all run its zero weights") {
+  // Lstm(config) prepares its weights for the backend at the first use: whichever call comes first.
+  // With zero weights and h_0 = c_0 = 0 every gate is 1/2 and g = 0, so every output is 0.
+  const LstmConfig config = make_config(5, 40, 2, false);
+  for (int round = 0; round < 5; ++round) {
+    Lstm<float> model(config, 2);
+    const std::vector<float> x = random_values<float>(3 * 2 * 5, static_cast<unsigned>(round));
+    std::vector<float> streamed(40, 1.0f);
+    std::vector<std::vector<float>> outputs(3);
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < outputs.size(); ++i) {
+      threads.emplace_back([&, i] {
+        if (i == 2) {
+          auto state = model.make_state(1);
+          model.step(TensorView<const float>(x.data(), {1, 5}), state, TensorView<float>(streamed.data(), {1, 40}));
+        } else {
+          const auto result = i == 0 ? model.forward(TensorView<const float>(x.data(), {3, 2, 5}))
+                                     : model.forward_packed(TensorView<const float>(x.data(), {6, 5}), {2, 2, 2});
+          outputs[i].assign(result.output.data(), result.output.data() + result.output.numel());
+        }
+      });
+    }
+    for (auto& thread : threads) thread.join();
+    for (size_t i = 0; i < 2; ++i) {
+      CHECK(outputs[i].size() == 3 * 2 * 40);
+      CHECK(std::all_of(outputs[i].begin(), outputs[i].end(), [](float v) { return v == 0.0f; }));
+    }
+    CHECK(std::all_of(streamed.begin(), streamed.end(), [](float v) { return v == 0.0f; }));
+  }
 }
 
 TEST_CASE("forward: two steps by hand, weight_ih = 1, x = 1: every gate pre-activation is 1") {

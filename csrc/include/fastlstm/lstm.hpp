@@ -41,7 +41,9 @@ template <typename T>
 class Lstm {
  public:
   // A model with zero weights. num_threads = 0 uses every core of the machine. Throws
-  // InvalidArgument for an invalid config (see LstmConfig::validate) or num_threads < 0.
+  // InvalidArgument for an invalid config (see LstmConfig::validate) or num_threads < 0. The
+  // weights are prepared for the backend when first used or set, so setting them straight after
+  // construction costs one preparation, not two.
   explicit Lstm(const LstmConfig& config, int num_threads = 0);
   // A model over `weights` (prepared for the backend once, here); throws as above.
   Lstm(LstmWeights<T> weights, int num_threads = 0);
@@ -110,10 +112,13 @@ class Lstm {
  private:
   void check_stream_state(const State& state) const;
   void run_stream(ForwardRequest<T>& request, State& state) const;
+  void prepare() const;                                  // with mutex_ held, or in a constructor
+  void run(const ForwardRequest<T>& request) const;      // a forward pass, under mutex_
 
   LstmWeights<T> weights_;
   std::unique_ptr<Backend<T>> backend_;
   std::unique_ptr<std::mutex> mutex_;  // serialises forward passes and weight updates
+  mutable bool prepared_ = false;      // whether backend_ holds weights_ (guarded by mutex_)
 };
 
 extern template class Lstm<float>;
