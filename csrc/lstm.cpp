@@ -230,7 +230,12 @@ void Lstm<T>::set_parameters(const std::vector<std::pair<std::string, TensorView
     const int64_t col_stride = shape.size() > 1 ? view.strides[1] : 0;
     T* dst = targets[i]->values.data();
     for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t c = 0; c < cols; ++c) dst[r * cols + c] = view.data[r * view.strides[0] + c * col_stride];
+      const T* src = view.data + r * view.strides[0];
+      if (col_stride == 1) {
+        std::copy_n(src, cols, dst + r * cols);  // rows of contiguous values: a memcpy each
+      } else {
+        for (int64_t c = 0; c < cols; ++c) dst[r * cols + c] = src[c * col_stride];
+      }
     }
   }
   prepare();
