@@ -120,24 +120,18 @@ class LSTM:
         num_threads: Optional[int] = None,
         allow_tf32: bool = False,
     ) -> None:
-        cuda_index = self._configure(
-            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size,
-            device=device, dtype=dtype, num_threads=num_threads, allow_tf32=allow_tf32,
+        config = dict(
+            input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, bias=bias,
+            batch_first=batch_first, dropout=dropout, bidirectional=bidirectional, proj_size=proj_size,
         )
+        cuda_index = self._configure(config, device=device, dtype=dtype, num_threads=num_threads, allow_tf32=allow_tf32)
         self.reset_parameters()
         if cuda_index is not None:
             self._move_to(cuda_index, self._allow_tf32)
 
     def _configure(
         self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        proj_size: int = 0,
+        config: Mapping[str, Any],
         *,
         device: Optional[str] = None,
         dtype: Any = np.float32,
@@ -145,9 +139,18 @@ class LSTM:
         allow_tf32: bool = False,
         engine: Any = None,
     ) -> Optional[int]:
-        """Checks the arguments and sets up the model on a new engine holding zeros, or on
-        `engine` (built with this configuration); returns the CUDA device index asked for, if any.
-        ``__init__`` then draws the weights; the constructors from weights set theirs instead."""
+        """Checks `config` (``__init__``'s first eight arguments by name) and the rest, and sets
+        up the model on a new engine holding zeros, or on `engine` (built with this configuration);
+        returns the CUDA device index asked for, if any. ``__init__`` then draws the weights; the
+        constructors from weights set theirs instead."""
+        input_size: int = config["input_size"]
+        hidden_size: int = config["hidden_size"]
+        num_layers: int = config["num_layers"]
+        bias: bool = config["bias"]
+        batch_first: bool = config["batch_first"]
+        dropout: float = config["dropout"]
+        bidirectional: bool = config["bidirectional"]
+        proj_size: int = config["proj_size"]
         if (
             not isinstance(dropout, numbers.Number)
             or isinstance(dropout, bool)
@@ -389,7 +392,7 @@ class LSTM:
             engine = _ENGINES[resolve_dtype(dtype)].load(*model_file, _engine_threads(num_threads))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # about dropout with one layer: the weights' source warned
-            model._configure(**config, dtype=dtype, num_threads=num_threads, engine=engine)
+            model._configure(config, dtype=dtype, num_threads=num_threads, engine=engine)
         return model
 
     @classmethod
