@@ -20,6 +20,7 @@
 #include <atomic>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include <Eigen/Core>
@@ -247,7 +248,6 @@ class CpuBackend final : public Backend<T> {
     const int64_t rows = step_starts ? step_starts[steps - 1] + batch_sizes[steps - 1] : steps * batch;
     ++forward_count_;
 
-    cell_.resize(static_cast<size_t>(L * D * batch * H));
     initial_hidden_.resize(static_cast<size_t>(L * D * batch * P));
     projected_input_.resize(static_cast<size_t>(D * batch * H));
     last_step_.resize(static_cast<size_t>(batch));
@@ -561,7 +561,9 @@ class CpuBackend final : public Backend<T> {
       }
     }
 
-    // h_0 and c_0 of this layer into contiguous buffers (zeros when not given).
+    // h_0 of this layer into a contiguous buffer and c_0 into c_n, where the steps update the
+    // cells in place (zeros when not given). A stream's c_0 is its c_n: then nothing moves, and
+    // each thread's cells stay in its own core's cache from one call to the next.
     void load_initial_state() {
       const int64_t D = config().num_directions(), H = config().hidden_size, P = config().output_size();
       const StateView<T>* state = request.initial_state;
@@ -569,7 +571,7 @@ class CpuBackend final : public Backend<T> {
         const int64_t index = layer * D + dir;
         for (int64_t n = 0; n < batch; ++n) {
           T* h = self.initial_hidden_.data() + (index * batch + n) * P;
-          T* c = self.cell_.data() + (index * batch + n) * H;
+          T* c = request.c_n + (index * batch + n) * H;
           if (!state) {
             std::fill_n(h, P, T(0));
             std::fill_n(c, H, T(0));
@@ -578,7 +580,9 @@ class CpuBackend final : public Backend<T> {
           const auto& hv = state->h;
           const auto& cv = state->c;
           for (int64_t k = 0; k < P; ++k) h[k] = hv.data[index * hv.strides[0] + n * hv.strides[1] + k * hv.strides[2]];
-          for (int64_t k = 0; k < H; ++k) c[k] = cv.data[index * cv.strides[0] + n * cv.strides[1] + k * cv.strides[2]];
+          const T* c_0 = cv.data + index * cv.strides[0] + n * cv.strides[1];
+          if (c_0 == c && cv.strides[2] == 1) continue;
+          for (int64_t k = 0; k < H; ++k) c[k] = c_0[k * cv.strides[2]];
         }
       }
     }
@@ -662,7 +666,7 @@ class CpuBackend final : public Backend<T> {
       const int64_t index = layer * config().num_directions() + dir;
       const bool projected = config().proj_size > 0;
       for (int64_t n = 0; n < batch_sizes[t]; ++n) {
-        T* cell = self.cell_.data() + (index * batch + n) * H;
+        T* cell = request.c_n + (index * batch + n) * H;
         T* hidden = projected ? self.projected_input_.data() + (dir * batch + n) * H
                               : output + output_rows.offset(t) + n * output_rows.row_stride + dir * P;
         for (int64_t b = b0; b < b1; ++b) {
@@ -682,14 +686,11 @@ class CpuBackend final : public Backend<T> {
                     scratch);
     }
 
-    // c_n once the last step is done; h_n of each row once its last step is in this run.
+    // h_n of each row once its last step is in this run (c_n is where the cells were updated).
     void store_final_state() {
-      const int64_t D = config().num_directions(), H = config().hidden_size, P = config().output_size();
+      const int64_t D = config().num_directions(), P = config().output_size();
       for (int64_t dir = 0; dir < D; ++dir) {
         const int64_t index = layer * D + dir;
-        if (s1 == steps) {
-          std::copy_n(self.cell_.data() + index * batch * H, batch * H, request.c_n + index * batch * H);
-        }
         for (int64_t n = 0; n < batch; ++n) {
           // The reverse direction ends at t = 0; the forward one at each row's own last step.
           const int64_t t = dir == 0 ? self.last_step_[static_cast<size_t>(n)] : 0;
@@ -710,7 +711,7 @@ class CpuBackend final : public Backend<T> {
   std::vector<PreparedLayer> layers_;
   std::vector<AlignedVector<T>> scratch_;  // per thread
   // Workspace, grown on demand and reused across calls.
-  AlignedVector<T> gates_, cell_, initial_hidden_, projected_input_, input_copy_;
+  AlignedVector<T> gates_, initial_hidden_, projected_input_, input_copy_;
   std::vector<AlignedVector<T>> layer_outputs_;  // between layers
   std::vector<RowLayout> buffer_rows_;            // chunk by chunk: where each layer's buffer starts
   std::vector<int64_t> last_step_;

@@ -31,7 +31,8 @@ constexpr int kSpinsBeforeSleep = 2000;  // ~50-100 us: covers the gap between s
 
 }  // namespace
 
-ThreadPool::ThreadPool(int num_threads) : size_(num_threads < 1 ? 1 : num_threads) {
+ThreadPool::ThreadPool(int num_threads)
+    : size_(num_threads < 1 ? 1 : num_threads), done_(static_cast<size_t>(size_ - 1)) {
   workers_.reserve(static_cast<size_t>(size_ - 1));
   for (int thread = 1; thread < size_; ++thread) {
     workers_.emplace_back([this, thread] { worker_loop(thread); });
@@ -55,14 +56,18 @@ void ThreadPool::run_impl(void* ctx, TaskFn fn) {
   }
   task_ctx_ = ctx;
   task_fn_ = fn;
-  unfinished_.store(size_ - 1, std::memory_order_relaxed);
-  {
-    std::lock_guard<std::mutex> lock(sleep_mutex_);
-    generation_.fetch_add(1, std::memory_order_release);
+  // Spinning workers see the new generation by themselves; the mutex and the notify are for
+  // sleeping ones only (both seq_cst: either this sees a sleeper, or that sleeper sees the
+  // generation before it waits).
+  const unsigned generation = generation_.fetch_add(1, std::memory_order_seq_cst) + 1;
+  if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+    { std::lock_guard<std::mutex> lock(sleep_mutex_); }
+    wake_.notify_all();
   }
-  wake_.notify_all();
   fn(ctx, 0);
-  spin_until([&] { return unfinished_.load(std::memory_order_acquire) == 0; });
+  for (const Done& done : done_) {
+    spin_until([&] { return done.generation.load(std::memory_order_acquire) == generation; });
+  }
 }
 
 void ThreadPool::worker_loop(int thread) {
@@ -75,12 +80,14 @@ void ThreadPool::worker_loop(int thread) {
     }
     if (generation_.load(std::memory_order_acquire) == seen) {
       std::unique_lock<std::mutex> lock(sleep_mutex_);
-      wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+      sleepers_.fetch_add(1, std::memory_order_seq_cst);
+      wake_.wait(lock, [&] { return generation_.load(std::memory_order_seq_cst) != seen; });
+      sleepers_.fetch_sub(1, std::memory_order_relaxed);
     }
     seen = generation_.load(std::memory_order_acquire);
     if (stopping_.load()) return;
     task_fn_(task_ctx_, thread);
-    unfinished_.fetch_sub(1, std::memory_order_acq_rel);
+    done_[static_cast<size_t>(thread) - 1].generation.store(seen, std::memory_order_release);
   }
 }
 

@@ -33,15 +33,25 @@ class ThreadPool {
   void run_impl(void* ctx, TaskFn fn);
   void worker_loop(int thread);
 
+  static constexpr size_t kLine = 64;
+  // The generation a worker finished last, on a line of its own: only that worker writes it.
+  struct alignas(kLine) Done {
+    std::atomic<unsigned> generation{0};
+  };
+
   int size_;
   std::vector<std::thread> workers_;
-  void* task_ctx_ = nullptr;
+  // What the caller writes and the workers poll, what each worker writes and the caller polls,
+  // and the barrier's counters sit on separate cache lines, so that handing a task over moves
+  // one line to the workers and joining one line per worker back, nothing written by both sides.
+  alignas(kLine) void* task_ctx_ = nullptr;
   TaskFn task_fn_ = nullptr;
-  std::atomic<unsigned> generation_{0};   // bumped once per task
-  std::atomic<int> unfinished_{0};        // workers still running the current task
-  std::atomic<int> barrier_arrived_{0};
-  std::atomic<unsigned> barrier_generation_{0};
+  std::atomic<unsigned> generation_{0};  // bumped once per task
   std::atomic<bool> stopping_{false};
+  std::vector<Done> done_;  // per worker (index thread - 1)
+  alignas(kLine) std::atomic<int> barrier_arrived_{0};
+  std::atomic<unsigned> barrier_generation_{0};
+  alignas(kLine) std::atomic<int> sleepers_{0};  // workers waiting on wake_, not spinning
   std::mutex sleep_mutex_;
   std::condition_variable wake_;
 };
