@@ -47,6 +47,45 @@ def test_unbatched_step_and_chunk_with_batch_size_one():
     np.testing.assert_allclose(np.vstack([first[None], rest]), expected, rtol=0, atol=1e-6)
 
 
+class _Subclass(np.ndarray):
+    pass
+
+
+def _misaligned(a):
+    """A copy of `a` whose data starts one byte past an aligned address."""
+    raw = np.empty(a.nbytes + 1, np.uint8)[1:]
+    out = raw.view(a.dtype).reshape(a.shape)
+    out[...] = a
+    assert not out.flags.aligned
+    return out
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_step_reads_inputs_in_any_layout(batch):
+    # Layouts the engine reads in place or copies, and one that takes step's checked path, step
+    # after step, against one forward.
+    model = _model(num_layers=2)
+    x = np.random.default_rng(4).standard_normal((8, batch, 5)).astype(np.float32)
+    expected, (h_n, _) = model(x)
+    layouts = [
+        lambda a: a,
+        lambda a: np.ascontiguousarray(a[:, ::-1])[:, ::-1],  # negative stride
+        lambda a: np.repeat(a, 2, axis=1)[:, ::2],  # every other element
+        np.asfortranarray,
+        _misaligned,
+        lambda a: a.view(_Subclass),  # not an ndarray itself: the checked path
+    ]
+    if batch == 1:
+        layouts.append(lambda a: a[0])  # (H_in,) -> (H_out,)
+    stream = model.stream(batch_size=batch)
+    for t in range(8):
+        x_t = layouts[t % len(layouts)](x[t])
+        y_t = stream.step(x_t)
+        assert y_t.shape == ((8,) if np.ndim(x_t) == 1 else (batch, 8))
+        np.testing.assert_allclose(y_t.reshape(batch, 8), expected[t], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(stream.state[0], h_n, rtol=0, atol=1e-6)
+
+
 def test_reset_starts_the_stream_over():
     model = _model()
     x = np.random.default_rng(2).standard_normal((4, 1, 5)).astype(np.float32)

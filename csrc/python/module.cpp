@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -40,6 +41,30 @@ fastlstm::TensorView<const T> to_view(const py::array& array, const char* name) 
     view.strides[static_cast<size_t>(d)] = stride / static_cast<py::ssize_t>(sizeof(T));
   }
   return view;
+}
+
+// `array` itself where the engine reads it in place (aligned, strides non-negative multiples of the
+// item size), else a C-contiguous copy; of another dtype, itself (to_view says what is wrong).
+template <typename T>
+py::array readable(const py::array& array) {
+  if (!py::isinstance<py::array_t<T>>(array)) return array;
+  bool in_place = reinterpret_cast<uintptr_t>(array.data()) % alignof(T) == 0;
+  for (py::ssize_t d = 0; d < array.ndim(); ++d) {
+    const py::ssize_t stride = array.shape(d) > 1 ? array.strides(d) : 0;
+    in_place = in_place && stride >= 0 && stride % static_cast<py::ssize_t>(sizeof(T)) == 0;
+  }
+  return in_place ? array : py::array_t<T, py::array::c_style>::ensure(array);
+}
+
+// A view of one row (features) as a batch of one: (F,) -> (1, F).
+template <typename T>
+fastlstm::TensorView<const T> as_batch_of_one(fastlstm::TensorView<const T> row) {
+  row.rank = 2;
+  row.shape[1] = row.shape[0];
+  row.strides[1] = row.strides[0];
+  row.shape[0] = 1;
+  row.strides[0] = 0;
+  return row;
 }
 
 // Hands a result buffer to NumPy: the array owns the Tensor through a capsule.
@@ -153,18 +178,30 @@ void bind_engine(py::module_& m, const char* name) {
            py::arg("data"), py::arg("batch_sizes"), py::arg("h_0") = py::none(), py::arg("c_0") = py::none())
       .def("make_state", &Engine::make_state, py::arg("batch_size"))
       .def("step",
-           [](const Engine& engine, const py::array& input_t, State& state, py::array& output_t) {
-             auto input = to_view<T>(input_t, "input_t");
-             auto output = to_view<T>(output_t, "output_t");
-             if (!output_t.writeable()) throw py::value_error("output_t: must be writeable");
+           [](const Engine& engine, const py::array& input_t, State& state, std::optional<py::array> output_t) {
+             // A one-row input (H_in,) is the row of a batch of one, and gives a one-row output.
+             const bool row = input_t.ndim() == 1;
+             auto input = to_view<T>(readable<T>(input_t), "input_t");
+             if (row) input = as_batch_of_one(input);
+             if (!output_t) {
+               const int64_t width = engine.config().output_size();
+               output_t = row ? py::array_t<T>(width) : py::array_t<T>({input.shape[0], width});
+             }
+             if (!output_t->writeable()) throw py::value_error("output_t: must be writeable");
+             auto output = to_view<T>(*output_t, "output_t");
+             if (output.rank == 1) output = as_batch_of_one(output);
              fastlstm::TensorView<T> out;
              out.data = const_cast<T*>(output.data);
              out.rank = output.rank;
              out.shape = output.shape;
              out.strides = output.strides;
-             py::gil_scoped_release release;
-             engine.step(input, state, out);
-           })
+             {
+               py::gil_scoped_release release;
+               engine.step(input, state, out);
+             }
+             return *output_t;
+           },
+           py::arg("input_t"), py::arg("state"), py::arg("output_t") = py::none())
       .def("forward_chunk", [](const Engine& engine, const py::array& chunk, State& state) {
         auto view = to_view<T>(chunk, "chunk");
         fastlstm::Tensor<T> output;
