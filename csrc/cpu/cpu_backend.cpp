@@ -20,7 +20,6 @@
 #include <atomic>
 #include <cstring>
 #include <memory>
-#include <type_traits>
 #include <vector>
 
 #include <Eigen/Core>
