@@ -614,22 +614,25 @@ class CpuBackend final : public Backend<T> {
                                                  scratch + own.packed_activations_size(continuing));
       }
 
+      // Every other step runs the blocks last to first: the weights a step used last are the
+      // ones still in cache when the next one starts, so weights a little larger than L2 mostly
+      // hit there (in the same order every step they would all miss).
+      const bool backwards = ((t + self.forward_count_) & 1) != 0;
       auto run_block = [&](int owner, int64_t block) {
-        const int64_t b0 = self.shares_[static_cast<size_t>(owner)].blocks[dir].first;
+        const auto [b0, b1] = self.shares_[static_cast<size_t>(owner)].blocks[dir];
         const PackedWeights<T>& w_hh = weights().threads[static_cast<size_t>(owner)].w_hh[dir];
         // Rows of the owner's packed weights; only the last block of H may be narrower.
         const GateBlocks& blocks = self.blocks_[dir];
         const int64_t base = 4 * blocks.start(b0);
         const int64_t r0 = 4 * blocks.start(block) - base, r1 = 4 * blocks.start(block + 1) - base;
+        // The owner's block most likely multiplied next: its weights can be fetched meanwhile.
+        const int64_t next = backwards ? block - 1 : block + 1;
+        const int64_t then = next >= b0 && next < b1 ? 4 * blocks.start(next) - base : -1;
         const int64_t ldc = gate_rows.row_stride;
-        w_hh.multiply_rows(packed_continuing, continuing, r0, r1, step_gates + base, ldc);
-        w_hh.multiply_rows(packed_starting, active - continuing, r0, r1, step_gates + continuing * ldc + base, ldc);
+        w_hh.multiply_rows(packed_continuing, continuing, r0, r1, step_gates + base, ldc, then);
+        w_hh.multiply_rows(packed_starting, active - continuing, r0, r1, step_gates + continuing * ldc + base, ldc, then);
         update_cells(dir, t, block, block + 1, step_gates, ldc);
       };
-      // Every other step runs the blocks last to first: the weights a step used last are the
-      // ones still in cache when the next one starts, so weights a little larger than L2 mostly
-      // hit there (in the same order every step they would all miss).
-      const bool backwards = ((t + self.forward_count_) & 1) != 0;
       if (!weights().balanced) {
         const auto [b0, b1] = self.shares_[static_cast<size_t>(thread)].blocks[dir];
         for (int64_t i = 0; i < b1 - b0; ++i) run_block(thread, backwards ? b1 - 1 - i : b0 + i);

@@ -84,8 +84,9 @@ class EigenPackedWeights {
 
   // C rows [r0, r1) (column stride ldc) += A rows [r0, r1) * B, B packed by pack_activations;
   // r0 and r1 are multiples of row_alignment() (r1 may also be rows()). Rows of C start at c[0]:
-  // the whole of A's rows.
-  void multiply_rows(const T* packed, Index n, Index r0, Index r1, T* c, Index ldc) const {
+  // the whole of A's rows. `then`: a hint, the row range the caller multiplies next starts at
+  // (-1: none); this implementation does not use it.
+  void multiply_rows(const T* packed, Index n, Index r0, Index r1, T* c, Index ldc, Index /*then*/ = -1) const {
     if (r0 >= r1 || n == 0) return;
     ResMapper res(c, ldc);
     Gebp gebp;

@@ -63,7 +63,10 @@ const Shape kShapes[] = {{1, 1, 1},    {15, 7, 1},    {16, 8, 2},     {17, 9, 3}
                          {48, 64, 5},  {49, 100, 6},  {96, 128, 7},   {100, 256, 8}, {143, 300, 9},
                          {200, 513, 16}, {97, 1100, 17}, {384, 520, 33}, {50, 40, 70},  {1100, 24, 600},
                          // Over 1 MB of weights: passes of 1-3 columns prefetch where the core says so.
-                         {1100, 300, 1}, {1100, 300, 3}};
+                         {1100, 300, 1}, {1100, 300, 3},
+                         // Over 256 KB with 3 column panels and more: a row panel at a time through all
+                         // columns (AVX-512: 8-column panels, AVX2: 4), two depth blocks.
+                         {150, 600, 24}, {300, 520, 12}};
 
 template <typename T>
 void check_multiply(bool with_bias) {
@@ -118,10 +121,15 @@ void check_multiply_rows() {
         CAPTURE(s.n);
         CAPTURE(r0);
         CAPTURE(r1);
-        std::vector<T> c = random_matrix<T>(s.n * s.m, 6);
-        const std::vector<double> expected = expected_product(a, b, c, s.m, s.k, s.n, ldb, s.m, r0, r1);
-        weights.multiply_rows(packed, s.n, r0, r1, c.data(), s.m);
-        check_close(c, expected, s.k);
+        const std::vector<T> c0 = random_matrix<T>(s.n * s.m, 6);
+        const std::vector<double> expected = expected_product(a, b, c0, s.m, s.k, s.n, ldb, s.m, r0, r1);
+        // Without and with a hint of the range multiplied next (it may only prefetch).
+        for (Index then : {Index(-1), r1 < s.m ? r1 : Index(0)}) {
+          CAPTURE(then);
+          std::vector<T> c = c0;
+          weights.multiply_rows(packed, s.n, r0, r1, c.data(), s.m, then);
+          check_close(c, expected, s.k);
+        }
       }
     }
   }
