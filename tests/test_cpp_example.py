@@ -169,6 +169,23 @@ def test_each_core_of_the_wheel_computes_what_python_computes(wheel_core_example
     np.testing.assert_allclose(_read_f32(tmp_path / "output.f32", output.shape), output, rtol=0, atol=1e-5)
 
 
+def test_the_cpp_benchmarks_build_against_the_wheel_and_run(cmake, tmp_path):
+    # benchmarks/cpp: the C++ streaming step (case S7) and the cache read rate that bounds it.
+    (exe, generator) = cmake
+    build = tmp_path / "bench-cpp"
+    _check(_run([*exe, "-S", ROOT / "benchmarks" / "cpp", "-B", build, *generator,
+                 f"-Dfastlstm_DIR={_wheel_cmake_dir()}"]), "configuring benchmarks/cpp")
+    _check(_run([*exe, "--build", build, "--parallel", "2"]), "building benchmarks/cpp")
+    result = _run([build / "stream_step", "1"])
+    _check(result, "stream_step")
+    assert re.match(r"S7 from C\+\+ \(N=1, I=H=256\), 1 thread\(s\): median \d+\.\d+ us/step", result.stdout)
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        result = _run([build / "cache_read", "64", "2"])
+        _check(result, "cache_read")
+        rates = re.findall(r"thread (\d): 64 KiB read at (\d+\.\d) GB/s", result.stdout)
+        assert [thread for thread, _ in rates] == ["0", "1"] and all(float(rate) > 0 for _, rate in rates)
+
+
 def _read_f32(path, shape):
     return np.fromfile(path, dtype=np.float32).reshape(shape)
 
