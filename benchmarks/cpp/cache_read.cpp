@@ -16,8 +16,8 @@
 
 namespace {
 
-// Adds `n` floats (a multiple of 128) to eight vector accumulators, forwards or backwards: as
-// many independent loads as the core can have in flight (compiled with -march=native).
+// Adds `n` floats (a multiple of eight vectors) to eight vector accumulators, forwards or
+// backwards: independent loads, as many as the core keeps in flight (built with -march=native).
 #if defined(__AVX512F__)
 using Vector = __m512;
 constexpr size_t kLanes = 16;
