@@ -66,8 +66,8 @@ double median_gb_per_s(size_t bytes) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const size_t kib = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 1024;
-  const int threads = argc > 2 ? std::atoi(argv[2]) : 1;
+  const size_t kib = std::max<size_t>(argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 1024, 1);
+  const int threads = std::max(argc > 2 ? std::atoi(argv[2]) : 1, 1);
   std::vector<double> rates(static_cast<size_t>(threads));
   std::vector<std::thread> workers;
   for (int t = 0; t < threads; ++t) workers.emplace_back([&, t] { rates[size_t(t)] = median_gb_per_s(kib * 1024); });

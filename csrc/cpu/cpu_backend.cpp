@@ -629,7 +629,9 @@ class CpuBackend final : public Backend<T> {
         const int64_t next = backwards ? block - 1 : block + 1;
         const int64_t then = next >= b0 && next < b1 ? 4 * blocks.start(next) - base : -1;
         const int64_t ldc = gate_rows.row_stride;
-        w_hh.multiply_rows(packed_continuing, continuing, r0, r1, step_gates + base, ldc, then);
+        // Rows that start here (packed input) are multiplied by this block's weights again.
+        w_hh.multiply_rows(packed_continuing, continuing, r0, r1, step_gates + base, ldc,
+                           active > continuing ? r0 : then);
         w_hh.multiply_rows(packed_starting, active - continuing, r0, r1, step_gates + continuing * ldc + base, ldc, then);
         update_cells(dir, t, block, block + 1, step_gates, ldc);
       };
