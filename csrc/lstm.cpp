@@ -14,6 +14,8 @@
 #endif
 
 #include "backend.hpp"
+#include "checked_size.hpp"
+#include "fork_safety.hpp"
 #include "cpu_check.hpp"
 #include "shape_string.hpp"
 #include "fastlstm/error.hpp"
@@ -24,24 +26,39 @@ namespace {
 
 [[noreturn]] void invalid(const std::string& message) { throw InvalidArgument(message); }
 
+// The offset, in elements, of a non-empty view's last element from its first.
 template <typename T>
-void check_view(const TensorView<const T>& view, const char* name) {
-  if (!view.data && view.numel() > 0) invalid(std::string(name) + ": null data pointer");
-  for (int d = 0; d < view.rank; ++d) {
-    if (view.shape[static_cast<size_t>(d)] < 0) invalid(std::string(name) + ": negative extent");
-    if (view.strides[static_cast<size_t>(d)] < 0) invalid(std::string(name) + ": negative stride");
-  }
-}
-
-// The bytes [first, last] that a non-empty view spans.
-template <typename T>
-std::pair<uintptr_t, uintptr_t> span_of(const TensorView<const T>& view) {
+int64_t last_offset(const TensorView<const T>& view) {
   int64_t last = 0;
   for (int d = 0; d < view.rank; ++d) {
     last += (view.shape[static_cast<size_t>(d)] - 1) * view.strides[static_cast<size_t>(d)];
   }
+  return last;
+}
+
+// Extents and strides non-negative, and the memory the view spans countable: every offset into
+// it is then computed without overflow.
+template <typename T>
+void check_view(const TensorView<const T>& view, const char* name) {
+  if (view.rank < 0 || view.rank > TensorView<const T>::kMaxRank) {
+    invalid(std::string(name) + ": rank must be in [0, " + std::to_string(TensorView<const T>::kMaxRank) + "]");
+  }
+  int64_t numel = 1, last = 0;
+  for (int d = 0; d < view.rank; ++d) {
+    const int64_t extent = view.shape[static_cast<size_t>(d)], stride = view.strides[static_cast<size_t>(d)];
+    if (extent < 0) invalid(std::string(name) + ": negative extent");
+    if (stride < 0) invalid(std::string(name) + ": negative stride");
+    numel = checked_mul(numel, extent, name);
+    if (extent > 0) last = checked_add(last, checked_mul(extent - 1, stride, name), name);
+  }
+  if (!view.data && numel > 0) invalid(std::string(name) + ": null data pointer");
+}
+
+// The bytes [first, last] that a non-empty, checked view spans.
+template <typename T>
+std::pair<uintptr_t, uintptr_t> span_of(const TensorView<const T>& view) {
   const auto first = reinterpret_cast<uintptr_t>(view.data);
-  return {first, first + static_cast<uintptr_t>(last) * sizeof(T) + sizeof(T) - 1};
+  return {first, first + static_cast<uintptr_t>(last_offset(view)) * sizeof(T) + sizeof(T) - 1};
 }
 
 template <typename T>
@@ -61,14 +78,6 @@ void check_state(const StateView<T>& state, const LstmConfig& config, int64_t ba
   check(state.c, c_shape, "c_0");
 }
 
-constexpr int64_t kMaxElements = std::numeric_limits<int64_t>::max() / 16;
-
-// a * b, throwing instead of overflowing.
-int64_t checked_mul(int64_t a, int64_t b, const char* what) {
-  if (a != 0 && b > kMaxElements / a) invalid(std::string(what) + ": size overflows");
-  return a * b;
-}
-
 }  // namespace
 
 void LstmConfig::validate() const {
@@ -80,8 +89,18 @@ void LstmConfig::validate() const {
   if (!(dropout >= 0 && dropout <= 1)) {  // NaN too
     invalid("dropout should be a number in range [0, 1] representing the probability of an element being zeroed");
   }
-  const int64_t widest = std::max(input_size, 2 * hidden_size);
-  checked_mul(checked_mul(8 * hidden_size, widest, "weights"), num_layers, "weights");
+  // Every buffer the model holds or a call allocates is a product of these sizes: the weights
+  // must be countable, and so must a row of each direction's gates and outputs.
+  const int64_t D = num_directions(), H = hidden_size, P = output_size();
+  const int64_t gates = checked_mul(4, H, "hidden_size");
+  checked_mul(D, gates, "hidden_size");
+  auto layer_weights = [&](int64_t layer_input, const char* what) {
+    const int64_t per_gate_row = checked_add(checked_add(layer_input, P, what), 2, what);
+    return checked_add(checked_mul(gates, per_gate_row, what), checked_mul(P, H, what), what);
+  };
+  const int64_t first = layer_weights(input_size, "input_size");
+  const int64_t later = layer_weights(checked_mul(D, P, "hidden_size"), "hidden_size");
+  checked_mul(D, checked_add(first, checked_mul(num_layers - 1, later, "num_layers"), "num_layers"), "num_layers");
 }
 
 std::vector<ParameterSpec> parameter_specs(const LstmConfig& config) {
@@ -158,7 +177,10 @@ const Parameter<T>* LstmWeights<T>::find(int64_t layer, int64_t direction, Param
 namespace {
 int resolve_threads(int num_threads) {
   if (num_threads < 0) invalid("num_threads must be >= 0 (0 uses every core), got " + std::to_string(num_threads));
-  return num_threads == 0 ? default_num_threads() : num_threads;
+  if (num_threads > kMaxThreads) {
+    invalid("num_threads must be at most " + std::to_string(kMaxThreads) + ", got " + std::to_string(num_threads));
+  }
+  return num_threads == 0 ? std::min(default_num_threads(), kMaxThreads) : num_threads;
 }
 }  // namespace
 
@@ -169,13 +191,13 @@ template <typename T>
 Lstm<T>::Lstm(const LstmConfig& config, int num_threads)
     : weights_(LstmWeights<T>(config)),
       backend_(make_cpu_backend<T>(weights_.config(), resolve_threads(num_threads))),
-      mutex_(std::make_unique<std::mutex>()) {}
+      mutex_(std::make_unique<ForkSafeMutex>()) {}
 
 template <typename T>
 Lstm<T>::Lstm(LstmWeights<T> weights, int num_threads)
     : weights_(std::move(weights)),
       backend_(make_cpu_backend<T>(weights_.config(), resolve_threads(num_threads))),
-      mutex_(std::make_unique<std::mutex>()) {
+      mutex_(std::make_unique<ForkSafeMutex>()) {
   prepare();
 }
 
@@ -187,7 +209,7 @@ void Lstm<T>::prepare() const {
 
 template <typename T>
 void Lstm<T>::run(const ForwardRequest<T>& request) const {
-  std::lock_guard<std::mutex> lock(*mutex_);
+  std::lock_guard<ForkSafeMutex> lock(*mutex_);
   if (!prepared_) prepare();
   backend_->forward(request);
 }
@@ -202,6 +224,22 @@ Lstm<T>& Lstm<T>::operator=(Lstm&&) noexcept = default;
 template <typename T>
 int Lstm<T>::num_threads() const {
   return backend_->num_threads();
+}
+
+template <typename T>
+Tensor<T> Lstm<T>::parameter(const std::string& name) const {
+  const Parameter<T>* parameter = weights_.find(name);
+  if (!parameter) invalid("unknown parameter '" + name + "'");
+  Tensor<T> copy(parameter->spec.shape);
+  std::lock_guard<ForkSafeMutex> lock(*mutex_);
+  std::copy(parameter->values.begin(), parameter->values.end(), copy.data());
+  return copy;
+}
+
+template <typename T>
+LstmWeights<T> Lstm<T>::copy_weights() const {
+  std::lock_guard<ForkSafeMutex> lock(*mutex_);
+  return weights_;
 }
 
 template <typename T>
@@ -222,7 +260,7 @@ void Lstm<T>::set_parameters(const std::vector<std::pair<std::string, TensorView
     if (!ok) invalid(name + ": expected shape " + shape_string(shape) + ", got " + shape_string(view));
     targets.push_back(parameter);
   }
-  std::lock_guard<std::mutex> lock(*mutex_);
+  std::lock_guard<ForkSafeMutex> lock(*mutex_);
   for (size_t i = 0; i < values.size(); ++i) {
     const TensorView<const T>& view = values[i].second;
     const std::vector<int64_t>& shape = targets[i]->spec.shape;
@@ -249,7 +287,7 @@ void Lstm<T>::set_weights(const LstmWeights<T>& weights) {
       a.bias != b.bias || a.bidirectional != b.bidirectional || a.proj_size != b.proj_size) {
     invalid("weights: configuration differs from the model's");
   }
-  std::lock_guard<std::mutex> lock(*mutex_);
+  std::lock_guard<ForkSafeMutex> lock(*mutex_);
   auto& dst = weights_.parameters();
   for (size_t i = 0; i < dst.size(); ++i) {
     std::copy(weights.parameters()[i].values.begin(), weights.parameters()[i].values.end(), dst[i].values.begin());
@@ -333,7 +371,7 @@ typename Lstm<T>::State Lstm<T>::make_state(int64_t batch_size) const {
             "whole sequence");
   }
   if (batch_size < 0) invalid("batch_size: must be >= 0, got " + std::to_string(batch_size));
-  checked_mul(batch_size, cfg.num_layers * cfg.hidden_size, "batch_size");
+  checked_mul(batch_size, checked_mul(cfg.num_layers, cfg.hidden_size, "batch_size"), "batch_size");
   State state{Tensor<T>({cfg.num_layers, batch_size, cfg.output_size()}),
               Tensor<T>({cfg.num_layers, batch_size, cfg.hidden_size})};
   std::fill_n(state.h.data(), state.h.numel(), T(0));
@@ -379,8 +417,8 @@ void Lstm<T>::step(TensorView<const T> input_t, State& state, TensorView<T> outp
     invalid("output_t: expected shape " + shape_string(std::vector<int64_t>{batch, cfg.output_size()}) +
             ", got " + shape_string(output_t));
   }
-  if (output_t.strides[1] != 1 && cfg.output_size() > 1) invalid("output_t: features must be contiguous");
   if (batch == 0) return;
+  if (output_t.strides[1] != 1 && cfg.output_size() > 1) invalid("output_t: features must be contiguous");
   // The step writes output rows while other threads still read the input.
   const auto in = span_of(input_t), out = span_of(TensorView<const T>(output_t));
   if (in.first <= out.second && out.first <= in.second) invalid("input_t and output_t share memory");
@@ -429,7 +467,7 @@ LstmOutput<T> Lstm<T>::forward_packed(TensorView<const T> data, const std::vecto
               " at step " + std::to_string(t));
     }
     step_starts[t] = total;
-    total += batch_sizes[t];
+    total = checked_add(total, batch_sizes[t], "batch_sizes");
   }
   if (total != data.shape[0]) {
     invalid("batch_sizes: sum is " + std::to_string(total) + " but data has " + std::to_string(data.shape[0]) +

@@ -3,7 +3,9 @@
 // offset and shape is checked against the bytes actually there before it is used.
 #include "fastlstm/model_file.hpp"
 
+#include "checked_size.hpp"
 #include "cpu_check.hpp"
+#include "fork_safety.hpp"
 #include "shape_string.hpp"
 
 #include <algorithm>
@@ -381,15 +383,8 @@ struct ParsedFile {
   }
 };
 
-int64_t checked_numel(const TensorEntry& entry) {
-  int64_t n = 1;
-  for (int64_t extent : entry.shape) {
-    if (extent != 0 && n > kMaxInt / extent) {
-      invalid("tensor " + quoted(entry.name) + ": shape " + shape_string(entry.shape) + " overflows");
-    }
-    n *= extent;
-  }
-  return n;
+int64_t entry_numel(const TensorEntry& entry) {
+  return checked_numel(entry.shape, "tensor " + quoted(entry.name) + ": shape " + shape_string(entry.shape));
 }
 
 // Reads and checks the header; reads none of the tensors' data.
@@ -430,7 +425,7 @@ ParsedFile parse_file(const ByteSource& source) {
       invalid(context + ": data_offsets [" + std::to_string(entry.begin) + ", " + std::to_string(entry.end) +
               "] reach beyond the " + std::to_string(parsed.data_size) + " bytes of data (truncated file?)");
     }
-    const int64_t numel = checked_numel(entry);
+    const int64_t numel = entry_numel(entry);
     const int64_t bytes_given = entry.end - entry.begin;
     const bool representable = numel <= kMaxInt / bits && bytes_given <= kMaxInt / 8;
     if (!representable || numel * bits != bytes_given * 8) {
@@ -652,8 +647,7 @@ void copy_tensor(const ByteSource& source, uint64_t offset, std::vector<T>& valu
 }
 
 template <typename T>
-LstmWeights<T> read_weights(const ByteSource& source, const std::string& prefix) {
-  FileLstm found = find_file_lstm(source, prefix);
+LstmWeights<T> read_weights(const ByteSource& source, const FileLstm& found) {
   LstmWeights<T> weights(found.info.config);
   for (const auto& [parameter, key] : found.lstm.keys) {
     const TensorEntry& entry = found.file.tensor(key);
@@ -682,18 +676,49 @@ auto naming_file(const std::string& name, F&& body) -> decltype(body()) {
   throw FileError(what + " " + quoted(path) + ": " + std::strerror(errno_value), path, errno_value);
 }
 
+// A path as the system takes it: a NUL byte would end it early, so that another file than the
+// one named would be read or written.
+const std::string& checked_path(const std::string& path) {
+  const size_t nul = path.find('\0');
+  if (nul != std::string::npos) {
+    invalid("path: contains a NUL byte (at position " + std::to_string(nul) + "): " + quoted(path.substr(0, nul)) +
+            " followed by " + std::to_string(path.size() - nul) + " more bytes");
+  }
+  return path;
+}
+
+#if defined(FASTLSTM_POSIX_FILES)
+// What a file that is not a regular one is, for the message that refuses it.
+const char* file_kind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  return "not a regular file";
+}
+#endif
+
 // A file read with pread where the system has it, not mapped: a file that another process
 // truncates while it is read (a copy over it, say) gives an error here, where a mapping would
-// give SIGBUS. Thread-safe: reads carry their own offsets.
+// give SIGBUS. Only regular files are read: opened without blocking (a FIFO's open would wait for
+// a writer) and refused at once when fstat says they are anything else. Thread-safe: reads carry
+// their own offsets.
 class FileSource final : public ByteSource {
  public:
-  explicit FileSource(const std::string& path) : path_(path) {
+  explicit FileSource(const std::string& path) : path_(checked_path(path)) {
 #if defined(FASTLSTM_POSIX_FILES)
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd_ < 0) file_error("cannot open", path, errno);
     struct stat status;
     if (::fstat(fd_, &status) != 0) fail("cannot read", errno);
-    if (!S_ISREG(status.st_mode)) fail("cannot read", S_ISDIR(status.st_mode) ? EISDIR : EINVAL);
+    if (!S_ISREG(status.st_mode)) {
+      const int e = S_ISDIR(status.st_mode) ? EISDIR : EINVAL;
+      ::close(fd_);
+      throw FileError("cannot read " + quoted(path) + ": " + file_kind(status.st_mode) +
+                          ", not a regular file (model files are read from regular files only)",
+                      path, e);
+    }
     size_ = static_cast<uint64_t>(status.st_size);
 #else
     in_.open(path, std::ios::binary | std::ios::ate);
@@ -858,6 +883,7 @@ void write_model(const LstmWeights<T>& weights, const std::function<void(const v
 
 template <typename T>
 void save_weights(const std::string& path, const LstmWeights<T>& weights) {
+  checked_path(path);
   static std::atomic<unsigned> counter{0};
 #if defined(FASTLSTM_POSIX_FILES)
   const std::string temporary =
@@ -1033,18 +1059,39 @@ ModelFileInfo inspect_model_bytes(const void* data, size_t size, const std::stri
 template <typename T>
 LstmWeights<T> read_model_bytes(const void* data, size_t size, const std::string& prefix, const std::string& name) {
   const MemorySource source(data, size);
-  return naming_file(name, [&] { return read_weights<T>(source, prefix); });
+  return naming_file(name, [&] { return read_weights<T>(source, find_file_lstm(source, prefix)); });
+}
+
+struct ModelFileReader::Open {
+  explicit Open(const std::string& path_) : path(path_), source(path_) {}
+  std::string path;
+  FileSource source;
+  FileLstm found;
+};
+
+ModelFileReader::ModelFileReader(const std::string& path, const std::string& prefix)
+    : open_(std::make_unique<Open>(path)) {
+  open_->found = naming_file(path, [&] { return find_file_lstm(open_->source, prefix); });
+}
+
+ModelFileReader::~ModelFileReader() = default;
+ModelFileReader::ModelFileReader(ModelFileReader&&) noexcept = default;
+ModelFileReader& ModelFileReader::operator=(ModelFileReader&&) noexcept = default;
+
+const ModelFileInfo& ModelFileReader::info() const { return open_->found.info; }
+
+template <typename T>
+LstmWeights<T> ModelFileReader::read_weights() const {
+  return naming_file(open_->path, [&] { return fastlstm::read_weights<T>(open_->source, open_->found); });
 }
 
 ModelFileInfo inspect_model_file(const std::string& path, const std::string& prefix) {
-  const FileSource source(path);
-  return naming_file(path, [&] { return find_file_lstm(source, prefix).info; });
+  return ModelFileReader(path, prefix).info();
 }
 
 template <typename T>
 LstmWeights<T> read_model_file(const std::string& path, const std::string& prefix) {
-  const FileSource source(path);
-  return naming_file(path, [&] { return read_weights<T>(source, prefix); });
+  return ModelFileReader(path, prefix).read_weights<T>();
 }
 
 template <typename T>
@@ -1067,7 +1114,7 @@ Lstm<T> Lstm<T>::load(const std::string& path, const std::string& prefix, int nu
 
 template <typename T>
 void Lstm<T>::save(const std::string& path) const {
-  std::lock_guard<std::mutex> lock(*mutex_);  // no weight update while the file is written
+  std::lock_guard<ForkSafeMutex> lock(*mutex_);  // no weight update while the file is written
   save_weights(path, weights_);
 }
 
@@ -1079,6 +1126,8 @@ template std::string model_file_bytes<float>(const LstmWeights<float>&);
 template std::string model_file_bytes<double>(const LstmWeights<double>&);
 template void save_model_file<float>(const std::string&, const LstmWeights<float>&);
 template void save_model_file<double>(const std::string&, const LstmWeights<double>&);
+template LstmWeights<float> ModelFileReader::read_weights<float>() const;
+template LstmWeights<double> ModelFileReader::read_weights<double>() const;
 template Lstm<float> Lstm<float>::load(const std::string&, const std::string&, int);
 template Lstm<double> Lstm<double>::load(const std::string&, const std::string&, int);
 template void Lstm<float>::save(const std::string&) const;

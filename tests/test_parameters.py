@@ -84,7 +84,7 @@ def test_state_dict_returns_copies():
     _run(module, model)
 
 
-# ------------------------------------------------------------------------- read-only views
+# ------------------------------------------------------------------------- read-only snapshots
 @pytest.mark.parametrize("how", ["item", "slice", "inplace_op", "named_parameters", "parameters"])
 def test_parameters_are_read_only(how):
     module, model = _pair(CONFIGS[2])
@@ -105,16 +105,18 @@ def test_parameters_are_read_only(how):
     _run(module, model)
 
 
-def test_parameter_views_reflect_assignment_and_load_state_dict():
+def test_parameters_read_are_snapshots_that_later_updates_leave_alone():
     module, model = _pair(CONFIGS[1])
-    view = model.weight_hh_l1_reverse
-    named_view = dict(model.named_parameters())["bias_ih_l0"]
-    new_weight = np.random.default_rng(0).uniform(-0.3, 0.3, view.shape).astype(np.float32)
+    before = model.weight_hh_l1_reverse
+    named_before = dict(model.named_parameters())["bias_ih_l0"]
+    old_weight, old_bias = before.copy(), named_before.copy()
+    new_weight = np.random.default_rng(0).uniform(-0.3, 0.3, before.shape).astype(np.float32)
     model.weight_hh_l1_reverse = new_weight
-    assert np.array_equal(view, new_weight)
-    new_bias = np.full(named_view.shape, 0.25, dtype=np.float32)
+    new_bias = np.full(named_before.shape, 0.25, dtype=np.float32)
     model.load_state_dict({"bias_ih_l0": new_bias}, strict=False)
-    assert np.array_equal(named_view, new_bias)
+    assert np.array_equal(before, old_weight) and np.array_equal(named_before, old_bias)
+    assert np.array_equal(model.weight_hh_l1_reverse, new_weight)
+    assert np.array_equal(dict(model.named_parameters())["bias_ih_l0"], new_bias)
 
 
 def test_assignment_copies_the_array():

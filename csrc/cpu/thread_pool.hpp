@@ -1,17 +1,12 @@
 #pragma once
 // A persistent pool whose threads all run one task together and meet at barriers: the shape of
 // an LSTM time loop, where every step needs the whole h of the step before.
-#include <atomic>
-#include <condition_variable>
-#include <mutex>
-#include <thread>
-#include <vector>
-
 namespace fastlstm::cpu {
 
 class ThreadPool {
  public:
-  // `num_threads` counts the calling thread, which takes part as thread 0.
+  // `num_threads` counts the calling thread, which takes part as thread 0. Throws fastlstm::Error
+  // naming the cause when a thread cannot be started, after stopping those that did.
   explicit ThreadPool(int num_threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
@@ -20,6 +15,8 @@ class ThreadPool {
   int size() const { return size_; }
 
   // Runs task(thread_index) on every thread and returns when all are done. One run at a time.
+  // In the child of a fork (whose workers stayed in the parent) it first starts new workers, and
+  // throws as the constructor does when it cannot.
   template <typename Task>
   void run(Task& task) {
     run_impl(&task, [](void* ctx, int thread) { (*static_cast<Task*>(ctx))(thread); });
@@ -30,30 +27,16 @@ class ThreadPool {
 
  private:
   using TaskFn = void (*)(void*, int);
+  struct Crew;
   void run_impl(void* ctx, TaskFn fn);
-  void worker_loop(int thread);
-
-  static constexpr size_t kLine = 64;
-  // The generation a worker finished last, on a line of its own: only that worker writes it.
-  struct alignas(kLine) Done {
-    std::atomic<unsigned> generation{0};
-  };
+  static void worker_loop(Crew& crew, int thread);
 
   int size_;
-  std::vector<std::thread> workers_;
-  // What the caller writes and the workers poll, what each worker writes and the caller polls,
-  // and the barrier's counters sit on separate cache lines, so that handing a task over moves
-  // one line to the workers and joining one line per worker back, nothing written by both sides.
-  alignas(kLine) void* task_ctx_ = nullptr;
-  TaskFn task_fn_ = nullptr;
-  std::atomic<unsigned> generation_{0};  // bumped once per task
-  std::atomic<bool> stopping_{false};
-  std::vector<Done> done_;  // per worker (index thread - 1)
-  alignas(kLine) std::atomic<int> barrier_arrived_{0};
-  std::atomic<unsigned> barrier_generation_{0};
-  alignas(kLine) std::atomic<int> sleepers_{0};  // workers waiting on wake_, not spinning
-  std::mutex sleep_mutex_;
-  std::condition_variable wake_;
+  // The workers and everything they share. A child of fork() abandons its parent's crew without
+  // touching it (its threads do not exist here, a lock in it may be held by one of them) and
+  // starts a new one.
+  Crew* crew_ = nullptr;
+  unsigned crew_fork_generation_ = 0;  // fork_generation() when crew_ started
 };
 
 }  // namespace fastlstm::cpu

@@ -75,6 +75,14 @@ py::array to_numpy(fastlstm::Tensor<T>&& tensor) {
   return py::array_t<T>(owned->shape(), owned->data(), owner);
 }
 
+// Hands a parameter's values to NumPy, as to_numpy hands a Tensor.
+template <typename T>
+py::array to_numpy(std::vector<T>&& values, const std::vector<int64_t>& shape) {
+  auto* owned = new std::vector<T>(std::move(values));
+  py::capsule owner(owned, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+  return py::array_t<T>(shape, owned->data(), owner);
+}
+
 template <typename T>
 py::tuple to_python(fastlstm::LstmOutput<T>&& result) {
   return py::make_tuple(to_numpy(std::move(result.output)), to_numpy(std::move(result.h_n)),
@@ -93,6 +101,19 @@ std::optional<fastlstm::StateView<T>> to_state(const std::optional<py::array>& h
   if (!h0 && !c0) return std::nullopt;
   if (!h0 || !c0) throw py::value_error("hx: h_0 and c_0 must be given together");
   return fastlstm::StateView<T>{to_view<T>(*h0, "h_0"), to_view<T>(*c0, "c_0")};
+}
+
+py::dict config_dict(const fastlstm::LstmConfig& config) {
+  py::dict result;
+  result["input_size"] = config.input_size;
+  result["hidden_size"] = config.hidden_size;
+  result["num_layers"] = config.num_layers;
+  result["bias"] = config.bias;
+  result["batch_first"] = config.batch_first;
+  result["bidirectional"] = config.bidirectional;
+  result["proj_size"] = config.proj_size;
+  result["dropout"] = config.dropout;
+  return result;
 }
 
 template <typename T>
@@ -121,22 +142,42 @@ void bind_engine(py::module_& m, const char* name) {
            py::arg("batch_first"), py::arg("bidirectional"), py::arg("proj_size"), py::arg("num_threads"),
            py::arg("dropout") = 0.0)
       .def_property_readonly("num_threads", &Engine::num_threads)
-      .def("parameter_names",
-           [](const Engine& engine) {
-             std::vector<std::string> names;
-             for (const auto& parameter : engine.weights().parameters()) names.push_back(parameter.spec.name);
-             return names;
-           })
+      .def(
+          "parameter_shapes",
+          [](const Engine& engine) {
+            std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;  // fixed by the configuration
+            for (const auto& parameter : engine.weights().parameters()) {
+              shapes.emplace_back(parameter.spec.name, parameter.spec.shape);
+            }
+            return shapes;
+          },
+          "[(name, shape)] of every parameter, in torch's order.")
+      .def_property_readonly("config", [](const Engine& engine) { return config_dict(engine.config()); })
       .def(
           "parameter",
-          [](py::object self, const std::string& name) {
-            const auto* parameter = self.cast<const Engine&>().weights().find(name);
-            if (!parameter) throw py::key_error(name);
-            py::array view(py::dtype::of<T>(), parameter->spec.shape, {}, parameter->values.data(), self);
-            py::detail::array_proxy(view.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
-            return view;
+          [](const Engine& engine, const std::string& name) {
+            fastlstm::Tensor<T> copy;
+            {
+              py::gil_scoped_release release;
+              copy = engine.parameter(name);
+            }
+            return to_numpy(std::move(copy));
           },
-          "A read-only view of the named parameter's storage.")
+          "A snapshot of the named parameter.")
+      .def(
+          "copy_weights",
+          [](const Engine& engine) {
+            fastlstm::LstmWeights<T> weights = [&] {
+              py::gil_scoped_release release;
+              return engine.copy_weights();
+            }();
+            py::list result;
+            for (auto& parameter : weights.parameters()) {
+              result.append(py::make_tuple(parameter.spec.name, to_numpy(std::move(parameter.values), parameter.spec.shape)));
+            }
+            return result;
+          },
+          "[(name, array)]: a snapshot of every parameter, in torch's order.")
       .def("set_parameter",
            [](Engine& engine, const std::string& name, const py::array& values) {
              auto view = to_view<T>(values, name.c_str());
@@ -215,19 +256,6 @@ void bind_engine(py::module_& m, const char* name) {
 
 // The model file (model_file.hpp): saving and loading engines, and the inference of an LSTM from
 // tensor shapes that LSTM.from_state_dict uses.
-py::dict config_dict(const fastlstm::LstmConfig& config) {
-  py::dict result;
-  result["input_size"] = config.input_size;
-  result["hidden_size"] = config.hidden_size;
-  result["num_layers"] = config.num_layers;
-  result["bias"] = config.bias;
-  result["batch_first"] = config.batch_first;
-  result["bidirectional"] = config.bidirectional;
-  result["proj_size"] = config.proj_size;
-  result["dropout"] = config.dropout;
-  return result;
-}
-
 template <typename T>
 void bind_model_file_methods(py::module_& m, const char* name) {
   using Engine = fastlstm::Lstm<T>;
@@ -240,6 +268,13 @@ void bind_model_file_methods(py::module_& m, const char* name) {
             return Engine::load(path, prefix, num_threads);
           },
           py::arg("path"), py::arg("prefix") = "", py::arg("num_threads") = 0)
+      .def_static(
+          "from_model_file",
+          [](const fastlstm::ModelFileReader& file, int num_threads) {
+            py::gil_scoped_release release;
+            return Engine(file.read_weights<T>(), num_threads);
+          },
+          py::arg("file"), py::arg("num_threads") = 0)
       .def(
           "save",
           [](const Engine& engine, const std::string& path) {
@@ -255,27 +290,30 @@ void bind_model_file(py::module_& m) {
     try {
       if (error) std::rethrow_exception(error);
     } catch (const fastlstm::FileError& e) {
-      if (e.errno_value() == 0) {
-        PyErr_SetString(PyExc_OSError, e.what());
-      } else {
-        errno = e.errno_value();  // OSError(errno, strerror, filename): FileNotFoundError and kin
-        PyErr_SetFromErrnoWithFilename(PyExc_OSError, e.path().c_str());
+      // OSError(errno, message, filename): FileNotFoundError and kin, with fastlstm's message.
+      py::object filename = py::reinterpret_steal<py::object>(PyUnicode_DecodeFSDefaultAndSize(
+          e.path().data(), static_cast<py::ssize_t>(e.path().size())));
+      if (!filename) {
+        PyErr_Clear();
+        filename = py::none();
       }
+      py::object error = py::reinterpret_borrow<py::object>(PyExc_OSError)(e.errno_value(), e.what(), filename);
+      PyErr_SetObject(PyExc_OSError, error.ptr());
     }
   });
+  py::class_<fastlstm::ModelFileReader>(m, "ModelFileReader",
+                                        "A model file opened once: its header checked, its tensors read on demand.")
+      .def(py::init([](const std::string& path, const std::string& prefix) {
+             py::gil_scoped_release release;
+             return fastlstm::ModelFileReader(path, prefix);
+           }),
+           py::arg("path"), py::arg("prefix") = "")
+      .def_property_readonly("config",
+                             [](const fastlstm::ModelFileReader& file) { return config_dict(file.info().config); })
+      .def_property_readonly(
+          "dtype", [](const fastlstm::ModelFileReader& file) { return fastlstm::dtype_name(file.info().dtype); });
   bind_model_file_methods<float>(m, "LstmFloat32");
   bind_model_file_methods<double>(m, "LstmFloat64");
-  m.def(
-      "inspect_model_file",
-      [](const std::string& path, const std::string& prefix) {
-        fastlstm::ModelFileInfo info;
-        {
-          py::gil_scoped_release release;
-          info = fastlstm::inspect_model_file(path, prefix);
-        }
-        return py::make_tuple(config_dict(info.config), fastlstm::dtype_name(info.dtype));
-      },
-      py::arg("path"), py::arg("prefix") = "", "(config, dtype name) of the LSTM in a model file.");
   m.def(
       "infer_lstm",
       [](const std::map<std::string, std::vector<int64_t>>& shapes, const std::string& prefix) {

@@ -51,3 +51,15 @@ def engine_compatible(array: np.ndarray) -> np.ndarray:
     if flags.aligned and (flags.c_contiguous or all(s >= 0 for s in array.strides)):
         return array  # NumPy's `aligned` also means every stride is a whole number of elements
     return np.ascontiguousarray(array)
+
+
+def as_float_array(value: Any, name: str) -> np.ndarray:
+    """as_array, and for a torch tensor of a float type NumPy lacks (bfloat16, the float8 types)
+    its values as float32, exactly (each of those types is a subset of float32)."""
+    try:
+        return as_array(value, name)
+    except TypeError:
+        kind = str(getattr(value, "dtype", ""))
+        if not (kind.startswith("torch.") and ("bfloat16" in kind or "float8" in kind) and hasattr(value, "float")):
+            raise
+    return as_array(value.detach().float(), name)

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import _cuda_runtime, _model_file
 from ._native import core as _core
-from ._arrays import as_array, engine_compatible, resolve_dtype
+from ._arrays import as_array, as_float_array, engine_compatible, resolve_dtype
 from ._errors import InputError
 from ._packing import PackedSequence, as_packed_sequence, is_packed_sequence
 from ._stream import LSTMStream
@@ -33,12 +33,17 @@ class IncompatibleKeys(NamedTuple):
     unexpected_keys: list
 
 
+_MAX_THREADS = 1024  # the engine's limit (fastlstm::kMaxThreads)
+
+
 def _engine_threads(num_threads: Optional[int]) -> int:
     """num_threads as the engine takes it: 0 for every core (None)."""
     if num_threads is None:
         return 0
-    if _check_int(num_threads, "num_threads") < 1:
-        raise ValueError(f"num_threads must be >= 1 (or None for every core), got {num_threads}")
+    if not 1 <= _check_int(num_threads, "num_threads") <= _MAX_THREADS:
+        raise ValueError(
+            f"num_threads must be in [1, {_MAX_THREADS}] (or None for every core), got {num_threads}"
+        )
     return int(num_threads)
 
 
@@ -100,7 +105,7 @@ class LSTM:
     proj_size: int
     _dtype: np.dtype
     _engine: Any  # the compiled LstmFloat32 / LstmFloat64
-    _parameter_names: Tuple[str, ...]
+    _parameter_shapes: "OrderedDict[str, Tuple[int, ...]]"
     _device_engine: Any  # the CUDA engine, or None on the CPU
     _allow_tf32: bool
 
@@ -189,23 +194,17 @@ class LSTM:
         threads = _engine_threads(num_threads)
 
         dt = resolve_dtype(dtype)
-        d = self.__dict__  # plain attributes, set around __setattr__'s parameter handling
-        d["input_size"] = input_size
-        d["hidden_size"] = hidden_size
-        d["num_layers"] = num_layers
-        d["bias"] = bias
-        d["batch_first"] = batch_first
-        d["dropout"] = float(dropout)
-        d["bidirectional"] = bidirectional
-        d["proj_size"] = proj_size
-        d["_dtype"] = dt
         if engine is None:
             engine = _ENGINES[dt](
                 input_size, hidden_size, num_layers, bias, batch_first, bidirectional, proj_size,
                 threads, float(dropout),
             )
+        # The attributes are the engine's configuration, whatever built it: one source of truth.
+        d = self.__dict__  # plain attributes, set around __setattr__'s parameter handling
+        d.update(engine.config)
+        d["_dtype"] = dt
         d["_engine"] = engine
-        d["_parameter_names"] = tuple(self._engine.parameter_names())
+        d["_parameter_shapes"] = OrderedDict((name, tuple(shape)) for name, shape in engine.parameter_shapes())
         d["_device_engine"] = None  # the CUDA engine when the model is on a GPU
         d["_allow_tf32"] = allow_tf32
         return cuda_index
@@ -288,8 +287,7 @@ class LSTM:
         """
         bound = 1.0 / math.sqrt(self.hidden_size)
         values = []
-        for name in self._parameter_names:
-            shape = self._engine.parameter(name).shape
+        for name, shape in self._parameter_shapes.items():
             values.append((name, np.random.uniform(-bound, bound, shape).astype(self._dtype)))
         self._engine.set_parameters(values)
         if self.__dict__.get("_device_engine") is not None:  # a model on a GPU uses a copy there
@@ -297,34 +295,45 @@ class LSTM:
 
     def __getattr__(self, name: str) -> np.ndarray:
         # Only called when normal lookup fails: parameters live in the engine.
-        names = self.__dict__.get("_parameter_names", ())
-        if name in names:
-            return self._engine.parameter(name)
+        if name in self.__dict__.get("_parameter_shapes", ()):
+            return _read_only(self._engine.parameter(name))
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in self.__dict__.get("_parameter_names", ()):
+        if name in self.__dict__.get("_parameter_shapes", ()):
             self._set_parameters({name: value}, cast=False)
-        elif name in self.__dict__ or isinstance(getattr(type(self), name, None), property):
-            raise AttributeError(f"{name} is fixed at construction; build a new LSTM to change it")
         else:
+            self._refuse_change(name)
             object.__setattr__(self, name, value)
 
+    def __delattr__(self, name: str) -> None:
+        if name in self.__dict__.get("_parameter_shapes", ()):
+            raise AttributeError(f"{name} is a parameter of the model; it cannot be deleted")
+        self._refuse_change(name)
+        object.__delattr__(self, name)
+
+    def _refuse_change(self, name: str) -> None:
+        """The configuration, the engine and the properties are fixed at construction."""
+        if name in self.__dict__ or isinstance(getattr(type(self), name, None), property):
+            raise AttributeError(f"{name} is fixed at construction; build a new LSTM to change it")
+
     def __dir__(self):
-        return list(super().__dir__()) + list(self._parameter_names)
+        return list(super().__dir__()) + list(self._parameter_shapes)
 
     def named_parameters(self) -> Iterator[Tuple[str, np.ndarray]]:
-        """(name, read-only view) for every parameter, in torch's order."""
-        for name in self._parameter_names:
-            yield name, self._engine.parameter(name)
+        """(name, read-only array) for every parameter, in torch's order: one snapshot of all of
+        them, taken while no other thread changes the weights."""
+        for name, value in self._engine.copy_weights():
+            yield name, _read_only(value)
 
     def parameters(self) -> Iterator[np.ndarray]:
         for _, value in self.named_parameters():
             yield value
 
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
-        """A copy of every parameter, keyed and ordered as torch's state_dict."""
-        return OrderedDict((name, value.copy()) for name, value in self.named_parameters())
+        """A copy of every parameter, keyed and ordered as torch's state_dict: one snapshot, the
+        weights before or after a concurrent update, never a mix."""
+        return OrderedDict(self._engine.copy_weights())
 
     def load_state_dict(self, state_dict: Mapping[str, ArrayLike], strict: bool = True) -> IncompatibleKeys:
         """Loads parameters from a mapping of NumPy arrays or torch tensors (cast to the model's
@@ -332,7 +341,7 @@ class LSTM:
         keys (strict) and for shape mismatches; on any error no parameter is changed."""
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict).__name__}.")
-        names = self._parameter_names
+        names = self._parameter_shapes
         missing = [name for name in names if name not in state_dict]
         unexpected = [key for key in state_dict if key not in names]
         errors = []
@@ -340,8 +349,8 @@ class LSTM:
         for name in names:
             if name not in state_dict:
                 continue
-            value = as_array(state_dict[name], name)
-            expected = self._engine.parameter(name).shape
+            value = as_float_array(state_dict[name], name)
+            expected = self._parameter_shapes[name]
             if value.shape != expected:
                 errors.append(
                     f"size mismatch for {name}: copying a param with shape {_torch_size(value.shape)} "
@@ -363,13 +372,13 @@ class LSTM:
     def _set_parameters(self, values: Mapping[str, ArrayLike], cast: bool) -> None:
         arrays = []
         for name, value in values.items():
-            array = as_array(value, name)
+            array = as_float_array(value, name) if cast else as_array(value, name)
             if array.dtype != self._dtype:
                 if not cast:
                     raise TypeError(f"{name}: expected dtype {self._dtype}, got {array.dtype}")
                 if not np.issubdtype(array.dtype, np.floating) and not np.issubdtype(array.dtype, np.integer):
                     raise TypeError(f"{name}: expected a floating-point array, got dtype {array.dtype}")
-            expected = self._engine.parameter(name).shape
+            expected = self._parameter_shapes[name]
             if array.shape != expected:
                 raise ValueError(f"{name}: expected shape {expected}, got {array.shape}")
             # A fresh contiguous copy: the source may alias the parameter's own storage.
@@ -381,15 +390,15 @@ class LSTM:
     @classmethod
     def _for_weights(
         cls, config: Mapping[str, Any], dtype: Any, num_threads: Optional[int],
-        model_file: Optional[Tuple[str, str]] = None,
+        model_file: Any = None,
     ) -> "LSTM":
-        """A model of `config` whose weights the caller sets next, or, given `model_file` (path,
-        prefix), the one that file holds, read by the engine. The constructors from weights skip
+        """A model of `config` whose weights the caller sets next, or, given `model_file` (an open
+        ``ModelFileReader`` whose header gave `config`), the one that file holds, read by the engine. The constructors from weights skip
         ``__init__``'s random draw, which for a large model takes longer than loading its weights."""
         model = cls.__new__(cls)
         engine = None
         if model_file is not None:
-            engine = _ENGINES[resolve_dtype(dtype)].load(*model_file, _engine_threads(num_threads))
+            engine = _ENGINES[resolve_dtype(dtype)].from_model_file(model_file, _engine_threads(num_threads))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # about dropout with one layer: the weights' source warned
             model._configure(config, dtype=dtype, num_threads=num_threads, engine=engine)
@@ -414,7 +423,9 @@ class LSTM:
                  bidirectional=module.bidirectional, proj_size=module.proj_size),
             dtype, num_threads,
         )
-        model.load_state_dict({k: v.detach().cpu() for k, v in module.state_dict().items()})
+        # Cast by torch to the model's dtype: NumPy cannot read a bfloat16 tensor.
+        cast = (lambda v: v.double()) if model.dtype == np.float64 else (lambda v: v.float())  # noqa: E731
+        model.load_state_dict({k: cast(v.detach().cpu()) for k, v in module.state_dict().items()})
         if device is None and str(module.weight_ih_l0.device).startswith("cuda"):
             device = str(module.weight_ih_l0.device)
         return model.to(device) if device is not None else model
@@ -688,6 +699,13 @@ def _unpickle(config: dict, state_dict: Mapping[str, np.ndarray]) -> LSTM:
         model = LSTM(**config)
     model.load_state_dict(state_dict)
     return model.to(device) if device is not None else model
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """`array` (a snapshot of a parameter) made read-only: writing to it would change nothing of
+    the model, so it refuses, as a view of the weights did; assign a new array to change one."""
+    array.flags.writeable = False
+    return array
 
 
 def _insert_axis(array: Any, axis: int) -> Any:

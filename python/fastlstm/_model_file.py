@@ -29,9 +29,10 @@ def save(model: "LSTM", path: Any) -> None:
 
 
 def load(cls: "Type[LSTM]", path: Any, prefix: str, num_threads: Optional[int], dtype: Any) -> "LSTM":
-    path = os.fspath(path)
-    config, file_dtype = _core.inspect_model_file(path, _check_prefix(prefix))
-    return cls._for_weights(config, file_dtype if dtype is None else dtype, num_threads, (path, prefix))
+    # One open file gives the configuration, the dtype and the weights: a file replaced meanwhile
+    # cannot mix two versions.
+    file = _core.ModelFileReader(os.fspath(path), _check_prefix(prefix))
+    return cls._for_weights(file.config, file.dtype if dtype is None else dtype, num_threads, file)
 
 
 def from_state_dict(

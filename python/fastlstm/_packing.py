@@ -8,6 +8,7 @@ import numpy as np
 
 from ._arrays import as_array
 from ._errors import InputError
+from ._sizes import as_int64, checked_sum
 
 
 class PackedSequence(NamedTuple):
@@ -40,15 +41,18 @@ def as_packed_sequence(value: Any, data_reader: Any = None) -> PackedSequence:
     data = (data_reader or as_array)(value.data, "data")
     if data.ndim < 1:
         raise InputError(f"PackedSequence.data: expected at least 1 dimension, got {data.ndim}")
-    batch_sizes = _as_indices(value.batch_sizes, "batch_sizes")
+    batch_sizes = _as_indices(value.batch_sizes, "PackedSequence.batch_sizes")
+    if batch_sizes.ndim != 1:
+        raise InputError(
+            f"PackedSequence.batch_sizes: expected a 1-D array of sizes, got shape {batch_sizes.shape}"
+        )
     if batch_sizes.size == 0 or np.any(batch_sizes < 1) or np.any(np.diff(batch_sizes) > 0):
         raise InputError(
             f"PackedSequence.batch_sizes: expected positive, non-increasing sizes, got {batch_sizes.tolist()}"
         )
-    if int(batch_sizes.sum()) != data.shape[0]:
-        raise InputError(
-            f"PackedSequence.batch_sizes: sum is {int(batch_sizes.sum())} but data has {data.shape[0]} rows"
-        )
+    total = checked_sum(batch_sizes, "PackedSequence.batch_sizes")
+    if total != data.shape[0]:
+        raise InputError(f"PackedSequence.batch_sizes: sum is {total} but data has {data.shape[0]} rows")
     batch = int(batch_sizes[0])
     sorted_indices = _optional_permutation(value.sorted_indices, "sorted_indices", batch)
     unsorted_indices = _optional_permutation(value.unsorted_indices, "unsorted_indices", batch)
@@ -202,7 +206,7 @@ def _as_indices(value: Any, name: str) -> np.ndarray:
     array = np.asarray(as_array(value, name) if hasattr(value, "__dlpack__") else value)
     if array.dtype == object or not (np.issubdtype(array.dtype, np.integer) or array.size == 0):
         raise TypeError(f"{name}: expected integers, got dtype {array.dtype}")
-    return array.astype(np.int64).reshape(-1) if array.ndim <= 1 else array.astype(np.int64)
+    return as_int64(array, name).reshape(-1) if array.ndim == 0 else as_int64(array, name)
 
 
 def _optional_permutation(value: Any, name: str, batch: int) -> Optional[np.ndarray]:

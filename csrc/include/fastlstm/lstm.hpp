@@ -3,7 +3,6 @@
 // torch.nn.LSTM's semantics (eval mode).
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -14,6 +13,7 @@
 
 namespace fastlstm {
 
+class ForkSafeMutex;
 template <typename T>
 class Backend;
 template <typename T>
@@ -36,12 +36,20 @@ struct LstmOutput {
 
 // Thread safety: every const method may be called from many threads at once on one model;
 // concurrent forward passes are serialised on the model's thread pool and workspace.
-// set_parameter/set_weights wait for running forward passes and block new ones while they run.
+// set_parameter/set_weights wait for running forward passes and block new ones while they run;
+// parameter() and copy_weights() read a consistent snapshot meanwhile.
+// Fork safety (POSIX): fork() waits for the forward passes under way, and a model works in the
+// child (its thread pool starts new threads there) and keeps working in the parent.
+// The most threads a model may run on: more than any machine's cores (each thread of a pool
+// runs at every step, so threads beyond the cores only wait).
+constexpr int kMaxThreads = 1024;
+
 template <typename T>
 class Lstm {
  public:
   // A model with zero weights. num_threads = 0 uses every core of the machine. Throws
-  // InvalidArgument for an invalid config (see LstmConfig::validate) or num_threads < 0. The
+  // InvalidArgument for an invalid config (see LstmConfig::validate) or num_threads outside
+  // [0, kMaxThreads], Error when the threads cannot be started. The
   // weights are prepared for the backend when first used or set, so setting them straight after
   // construction costs one preparation, not two.
   explicit Lstm(const LstmConfig& config, int num_threads = 0);
@@ -55,7 +63,14 @@ class Lstm {
   const LstmConfig& config() const { return weights_.config(); }
   int num_threads() const;
   // The canonical weights. Their storage is stable: pointers stay valid while the model lives.
+  // Not synchronised with set_parameter/set_weights: a thread that may race them reads
+  // parameter() or copy_weights() instead.
   const LstmWeights<T>& weights() const { return weights_; }
+  // A copy of the named parameter, taken while no weight update runs: the old values or the new,
+  // never a mix. Throws InvalidArgument for an unknown name.
+  Tensor<T> parameter(const std::string& name) const;
+  // A copy of all weights, taken as parameter() takes one.
+  LstmWeights<T> copy_weights() const;
 
   // Copies `values` (shape of the named parameter, any strides) into the parameter and
   // re-prepares the backend. Throws InvalidArgument for an unknown name or a wrong shape; the
@@ -117,7 +132,7 @@ class Lstm {
 
   LstmWeights<T> weights_;
   std::unique_ptr<Backend<T>> backend_;
-  std::unique_ptr<std::mutex> mutex_;  // serialises forward passes and weight updates
+  std::unique_ptr<ForkSafeMutex> mutex_;  // serialises forward passes and weight updates
   mutable bool prepared_ = false;      // whether backend_ holds weights_ (guarded by mutex_)
 };
 

@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -60,6 +61,31 @@ ModelFileInfo inspect_model_file(const std::string& path, const std::string& pre
 // header. Thread-safe.
 template <typename T>
 LstmWeights<T> read_model_file(const std::string& path, const std::string& prefix = "");
+
+// A model file opened once: its header read and checked (as inspect_model_file checks it) when
+// constructed, its tensors read later from the same open file. Another process that replaces the
+// file meanwhile (renames a new one over the path, as save does) changes nothing of what this
+// reads: the information and the weights always come from one version of the file. Throws as
+// inspect_model_file. Thread-safe for concurrent reads.
+class ModelFileReader {
+ public:
+  explicit ModelFileReader(const std::string& path, const std::string& prefix = "");
+  ~ModelFileReader();
+  ModelFileReader(ModelFileReader&&) noexcept;
+  ModelFileReader& operator=(ModelFileReader&&) noexcept;
+
+  const ModelFileInfo& info() const;
+  // The LSTM's tensors cast to T (as read_model_file reads them).
+  template <typename T>
+  LstmWeights<T> read_weights() const;
+
+ private:
+  struct Open;
+  std::unique_ptr<Open> open_;
+};
+
+extern template LstmWeights<float> ModelFileReader::read_weights<float>() const;
+extern template LstmWeights<double> ModelFileReader::read_weights<double>() const;
 
 // The same for a model file already in memory (`size` bytes at `data`); `name` stands for the
 // file in error messages. Reads nothing outside [data, data + size). Thread-safe.
