@@ -98,7 +98,7 @@ void LstmConfig::validate() const {
     const int64_t per_gate_row = checked_add(checked_add(layer_input, P, what), 2, what);
     return checked_add(checked_mul(gates, per_gate_row, what), checked_mul(P, H, what), what);
   };
-  const int64_t first = layer_weights(input_size, "input_size");
+  const int64_t first = layer_weights(input_size, input_size > hidden_size ? "input_size" : "hidden_size");
   const int64_t later = layer_weights(checked_mul(D, P, "hidden_size"), "hidden_size");
   checked_mul(D, checked_add(first, checked_mul(num_layers - 1, later, "num_layers"), "num_layers"), "num_layers");
 }
@@ -106,7 +106,12 @@ void LstmConfig::validate() const {
 std::vector<ParameterSpec> parameter_specs(const LstmConfig& config) {
   config.validate();
   const int64_t H = config.hidden_size, P = config.output_size();
+  // Reserved at once: a configuration of absurdly many layers fails here with std::bad_alloc
+  // instead of growing the list until the system runs out of memory.
+  const int64_t per_direction = 2 + (config.bias ? 2 : 0) + (config.proj_size > 0 ? 1 : 0);
   std::vector<ParameterSpec> specs;
+  specs.reserve(static_cast<size_t>(
+      checked_mul(checked_mul(config.num_layers, config.num_directions(), "num_layers"), per_direction, "num_layers")));
   for (int64_t layer = 0; layer < config.num_layers; ++layer) {
     for (int64_t dir = 0; dir < config.num_directions(); ++dir) {
       const std::string suffix = "_l" + std::to_string(layer) + (dir ? "_reverse" : "");
@@ -146,7 +151,9 @@ const LstmConfig& on_supported_cpu(const LstmConfig& config) {
 
 template <typename T>
 LstmWeights<T>::LstmWeights(const LstmConfig& config) : config_(on_supported_cpu(config)) {
-  for (ParameterSpec& spec : parameter_specs(config)) {
+  std::vector<ParameterSpec> specs = parameter_specs(config);
+  parameters_.reserve(specs.size());
+  for (ParameterSpec& spec : specs) {
     const auto count = static_cast<size_t>(spec.numel());
     parameters_.push_back({std::move(spec), std::vector<T>(count, T(0))});
   }

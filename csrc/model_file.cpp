@@ -36,8 +36,9 @@
 namespace fastlstm {
 namespace {
 
-// safetensors' own limit; a real LSTM's header is a few KB, a whole network's a few MB.
-constexpr uint64_t kMaxHeaderBytes = 100u << 20;
+// A real LSTM's header is a few KB, a whole network's (thousands of tensors) well under 1 MB. The
+// parsed header costs several times its size in memory, so a hostile one is refused past this.
+constexpr uint64_t kMaxHeaderBytes = 16u << 20;
 // More dimensions than any tensor of torch's has; bounds what one shape may cost to hold.
 constexpr size_t kMaxRank = 64;
 constexpr int64_t kMaxInt = std::numeric_limits<int64_t>::max();
@@ -105,12 +106,13 @@ class HeaderParser {
 
   Header parse() {
     Header header;
-    std::set<std::string> names;
+    bool has_metadata = false;
     skip_space();
     expect('{', "the header must be a JSON object");
     members([&](std::string key) {
-      if (!names.insert(key).second) fail("duplicate key " + quoted(key));
       if (key == "__metadata__") {
+        if (has_metadata) fail("duplicate key " + quoted(key));
+        has_metadata = true;
         parse_metadata(header.metadata);
       } else {
         header.tensors.push_back(parse_tensor(std::move(key)));
@@ -118,10 +120,23 @@ class HeaderParser {
     });
     skip_space();
     if (p_ != end_) fail("unexpected data after the header's JSON object");
+    refuse_duplicate_names(header.tensors);
     return header;
   }
 
  private:
+  // Sorted references, not a set of copies: a header of many small tensors costs little more to
+  // check than to hold.
+  static void refuse_duplicate_names(const std::vector<TensorEntry>& tensors) {
+    std::vector<const std::string*> names;
+    names.reserve(tensors.size());
+    for (const TensorEntry& entry : tensors) names.push_back(&entry.name);
+    std::sort(names.begin(), names.end(), [](const std::string* a, const std::string* b) { return *a < *b; });
+    for (size_t i = 1; i < names.size(); ++i) {
+      if (*names[i] == *names[i - 1]) invalid("bad header: duplicate key " + quoted(*names[i]));
+    }
+  }
+
   [[noreturn]] void fail(const std::string& what) const {
     invalid("bad header: " + what + " (at byte " + std::to_string(8 + (p_ - begin_)) + ")");
   }

@@ -47,7 +47,7 @@ CASES = {
     "5 bytes": (b"\x02\0\0\0\0", r"truncated: 5 bytes"),
     "header length beyond the file": (raw_file("{}", length=3), r"truncated: header length 3 exceeds the 2 bytes"),
     "header length 2**63": (raw_file("{}", length=2**63), r"header length 9223372036854775808 exceeds the limit"),
-    "header length 2**64-1": (raw_file("{}", length=2**64 - 1), r"exceeds the limit of 104857600 bytes"),
+    "header length 2**64-1": (raw_file("{}", length=2**64 - 1), r"exceeds the limit of 16777216 bytes"),
     "data cut short": (raw_file(tensors(), DATA[:40]), r"'weight_hh_l0': data_offsets \[32, 48\] reach beyond the 40 bytes"),
     # bad JSON
     "empty header": (raw_file(""), r"bad header: the header must be a JSON object"),
@@ -69,7 +69,8 @@ CASES = {
     "UTF-8 cut at the end": (raw_file(b'{"\xe2\x82'), r"invalid UTF-8"),
     "deep nesting": (raw_file("[" * 100000), r"the header must be a JSON object"),
     "deep nesting in a shape": (raw_file('{"a": {"shape": ' + "[" * 100000), r"shape must hold non-negative integers"),
-    "duplicate tensor": (raw_file('{"a": {"dtype": "F32", "shape": [], "data_offsets": [0, 4]}, "a": {}}', bytes(4)),
+    "duplicate tensor": (raw_file('{"a": {"dtype": "F32", "shape": [], "data_offsets": [0, 4]}, '
+                                  '"a": {"dtype": "F32", "shape": [], "data_offsets": [0, 4]}}', bytes(4)),
                          r"duplicate key 'a'"),
     "duplicate field": (raw_file('{"a": {"dtype": "F32", "dtype": "F32"}}'), r"tensor 'a': duplicate key 'dtype'"),
     "unknown field": (raw_file(tensors(weight_hh_l0=dict(F32_4x2, extra=1))), r"unknown key 'extra'"),

@@ -15,6 +15,7 @@ from . import _cuda_runtime, _model_file
 from ._native import core as _core
 from ._arrays import as_array, as_float_array, engine_compatible, resolve_dtype
 from ._errors import InputError
+from ._sizes import check_size
 from ._packing import PackedSequence, as_packed_sequence, is_packed_sequence
 from ._stream import LSTMStream
 
@@ -24,6 +25,13 @@ Hx = Optional[Tuple[ArrayLike, ArrayLike]]  # (h_0, c_0)
 AnyResult = Tuple[Any, Tuple[Any, Any]]  # output, (h_n, c_n) in a GPU array's own framework
 
 _ENGINES = {np.dtype(np.float32): _core.LstmFloat32, np.dtype(np.float64): _core.LstmFloat64}
+
+
+# What _configure sets: the configuration (the engine's) and the model's own state.
+_FIXED_ATTRIBUTES = frozenset((
+    "input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional", "proj_size",
+    "_dtype", "_engine", "_parameter_shapes", "_device_engine", "_allow_tf32",
+))
 
 
 class IncompatibleKeys(NamedTuple):
@@ -50,7 +58,7 @@ def _engine_threads(num_threads: Optional[int]) -> int:
 def _check_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
-    return int(value)
+    return check_size(int(value), name)
 
 
 def _check_bool(value: Any, name: str) -> bool:
@@ -313,8 +321,9 @@ class LSTM:
         object.__delattr__(self, name)
 
     def _refuse_change(self, name: str) -> None:
-        """The configuration, the engine and the properties are fixed at construction."""
-        if name in self.__dict__ or isinstance(getattr(type(self), name, None), property):
+        """The configuration, the engine and the properties are fixed at construction; attributes
+        a user adds are the user's."""
+        if name in _FIXED_ATTRIBUTES or isinstance(getattr(type(self), name, None), property):
             raise AttributeError(f"{name} is fixed at construction; build a new LSTM to change it")
 
     def __dir__(self):

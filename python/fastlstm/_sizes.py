@@ -31,6 +31,14 @@ def checked_sum(values: np.ndarray, name: str) -> int:
     return total
 
 
+def check_size(value: int, name: str) -> int:
+    """A size a caller gives, at most MAX_ELEMENTS (larger ones cannot reach the engine, whose
+    sizes are int64)."""
+    if value > MAX_ELEMENTS:
+        raise _overflow(name)
+    return value
+
+
 def checked_product(values: Iterable[int], name: str) -> int:
     """The product of non-negative sizes, at most MAX_ELEMENTS."""
     product = 1

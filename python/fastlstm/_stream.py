@@ -8,6 +8,7 @@ import numpy as np
 
 from ._arrays import as_array, engine_compatible
 from ._errors import InputError
+from ._sizes import check_size
 
 if TYPE_CHECKING:
     from ._lstm import LSTM
@@ -31,6 +32,7 @@ class LSTMStream:
     def __init__(self, lstm: "LSTM", batch_size: int = 1) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 0:
             raise ValueError(f"batch_size: expected an int >= 0, got {batch_size!r}")
+        check_size(int(batch_size), "batch_size")
         self._lstm = lstm
         self._engine = lstm._engine  # the CPU engine: the same object for the model's lifetime
         self._state = self._engine.make_state(int(batch_size))  # raises for bidirectional models
