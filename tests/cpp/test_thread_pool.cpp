@@ -1,15 +1,27 @@
 // The CPU backend's thread pool (csrc/cpu/thread_pool.hpp): every thread runs every task once,
 // barriers hold every thread, and workers that went to sleep between tasks (idle longer than
-// their spin) are woken by the next one, however the two race.
+// their spin) are woken by the next one, however the two race; the pool survives fork() and
+// reports threads it cannot start.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <functional>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
+#if defined(__linux__)
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#endif
+
 #include "cpu/thread_pool.hpp"
+#include "fastlstm/error.hpp"
 
 using fastlstm::cpu::ThreadPool;
 
@@ -70,3 +82,76 @@ TEST_CASE("thread pool: destroyed while its workers sleep") {
     CHECK(runs.load() == 2);
   }
 }
+
+#if defined(__linux__)
+namespace {
+
+// Runs body() in a forked child under an alarm; true when it returned true there.
+bool in_child(const std::function<bool()>& body) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::alarm(20);
+    bool ok = false;
+    try {
+      ok = body();
+    } catch (...) {
+    }
+    ::_exit(ok ? 0 : 1);
+  }
+  int status = -1;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+bool runs_on_every_thread(ThreadPool& pool) {
+  std::vector<std::atomic<int>> runs(static_cast<size_t>(pool.size()));
+  for (int task = 0; task < 50; ++task) {
+    auto body = [&](int thread) {
+      runs[static_cast<size_t>(thread)].fetch_add(1);
+      pool.barrier();
+    };
+    pool.run(body);
+  }
+  return std::all_of(runs.begin(), runs.end(), [](const std::atomic<int>& count) { return count == 50; });
+}
+
+}  // namespace
+
+TEST_CASE("thread pool: in a forked child it starts new workers, and the parent's keep working") {
+  ThreadPool pool(3);
+  REQUIRE(runs_on_every_thread(pool));
+  CHECK(in_child([&] { return runs_on_every_thread(pool) && in_child([&] { return runs_on_every_thread(pool); }); }));
+  CHECK(runs_on_every_thread(pool));
+  CHECK(in_child([] {
+    ThreadPool fresh(2);  // a pool built in a child
+    return runs_on_every_thread(fresh);
+  }));
+}
+
+#if !defined(FASTLSTM_SANITIZE)  // the sanitizers' own allocations fail under the limit first
+TEST_CASE("thread pool: a thread that cannot start is an Error naming the cause, after the others are joined") {
+  CHECK(in_child([] {
+    struct rlimit limit {};
+    const long pages = [] {
+      long size = 0;
+      if (FILE* statm = std::fopen("/proc/self/statm", "r")) {
+        if (std::fscanf(statm, "%ld", &size) != 1) size = 0;
+        std::fclose(statm);
+      }
+      return size;
+    }();
+    limit.rlim_cur = static_cast<rlim_t>(pages) * static_cast<rlim_t>(::sysconf(_SC_PAGESIZE)) + (256u << 20);
+    limit.rlim_max = RLIM_INFINITY;
+    if (::setrlimit(RLIMIT_AS, &limit) != 0) return false;
+    try {
+      ThreadPool pool(1000);  // 8 MB of stack each: the limit stops them
+      return false;
+    } catch (const fastlstm::Error& error) {
+      if (std::string(error.what()).find("cannot start thread") == std::string::npos) return false;
+    }
+    ThreadPool pool(2);  // the process goes on
+    return runs_on_every_thread(pool);
+  }));
+}
+#endif
+#endif
