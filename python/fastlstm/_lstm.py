@@ -73,7 +73,7 @@ class LSTM:
     The constructor takes torch's arguments; calling the model takes ``input`` and an optional
     ``hx = (h_0, c_0)`` and returns ``output, (h_n, c_n)`` with torch's shapes, as NumPy arrays.
     Parameters are attributes under torch's names (``weight_ih_l0``, ``bias_hh_l1_reverse``, ...),
-    read-only views of the engine's storage; assign a new array to replace one.
+    read-only snapshots of the engine's weights; assign a new array to replace one.
 
     Args:
         input_size: H_in, the number of features of the input.

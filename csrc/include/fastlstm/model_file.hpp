@@ -8,7 +8,10 @@
 //
 // Reading never trusts the file: every size, offset and shape is checked against the file's
 // length before anything is allocated or read, and anything malformed raises InvalidArgument
-// naming the file and the problem. Failing to open, read or write a file raises FileError.
+// naming the file and the problem (a header over 16 MiB among them). Failing to open, read or
+// write a file raises FileError; so does a path that is not a regular file (a FIFO, device,
+// socket or directory), refused at once without waiting on it. A path with a NUL byte is
+// InvalidArgument.
 #include <cstddef>
 #include <cstdint>
 #include <map>
