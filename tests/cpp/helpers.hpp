@@ -4,14 +4,31 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
+#include <string>
 #include <random>
 #include <vector>
 
 #include "fastlstm/fastlstm.hpp"
 
 namespace fastlstm_test {
+
+// A fresh directory under the system's temporary directory, removed at scope exit.
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    const auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
+    path = std::filesystem::temp_directory_path() / ("fastlstm_cpp_test_" + std::to_string(stamp));
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path, ignored);
+  }
+};
 
 using fastlstm::LstmConfig;
 using fastlstm::LstmWeights;

@@ -2,41 +2,21 @@
 // it, and so does the parent after; also when another thread is inside a forward at the fork.
 // Each child runs under an alarm, so a hang fails the test instead of stalling the suite.
 #if defined(__unix__)
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <atomic>
-#include <functional>
 #include <thread>
 #include <vector>
 
 #include "helpers.hpp"
+#include "in_child.hpp"
 
 using fastlstm::Lstm;
 using fastlstm::TensorView;
+using fastlstm_test::in_child;
 using fastlstm_test::make_config;
 using fastlstm_test::random_values;
 using fastlstm_test::random_weights;
 
 namespace {
-
-// Runs body() in a forked child; true when it returned true there.
-bool in_child(const std::function<bool()>& body) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::alarm(20);
-    bool ok = false;
-    try {
-      ok = body();
-    } catch (...) {
-    }
-    ::_exit(ok ? 0 : 1);
-  }
-  int status = -1;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
-}
 
 struct Model {
   Lstm<float> lstm;

@@ -25,25 +25,13 @@ using fastlstm::Lstm;
 using fastlstm::LstmConfig;
 using fastlstm::TensorView;
 using fastlstm_test::make_config;
+using fastlstm_test::TempDir;
 using fastlstm_test::random_values;
 using fastlstm_test::random_weights;
 
 namespace {
 
 constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
-
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    const auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
-    path = std::filesystem::temp_directory_path() / ("fastlstm_hostile_" + std::to_string(stamp));
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path, ignored);
-  }
-};
 
 // A small model and the output of a fixed input, to compare against after each rejected call.
 struct Subject {

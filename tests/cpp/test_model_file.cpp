@@ -17,24 +17,8 @@ using fastlstm_test::check_close;
 using fastlstm_test::make_config;
 using fastlstm_test::random_values;
 using fastlstm_test::random_weights;
+using fastlstm_test::TempDir;
 
-namespace {
-
-// A fresh directory under the system's temporary directory, removed at scope exit.
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    const auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
-    path = std::filesystem::temp_directory_path() / ("fastlstm_cpp_test_" + std::to_string(stamp));
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path, ignored);
-  }
-};
-
-}  // namespace
 
 TEST_CASE("model file: save then load gives the configuration, the weights and the outputs") {
   TempDir dir;

@@ -16,11 +16,11 @@
 
 #if defined(__linux__)
 #include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #endif
 
 #include "cpu/thread_pool.hpp"
+#include "in_child.hpp"
 #include "fastlstm/error.hpp"
 
 using fastlstm::cpu::ThreadPool;
@@ -86,22 +86,7 @@ TEST_CASE("thread pool: destroyed while its workers sleep") {
 #if defined(__linux__)
 namespace {
 
-// Runs body() in a forked child under an alarm; true when it returned true there.
-bool in_child(const std::function<bool()>& body) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::alarm(20);
-    bool ok = false;
-    try {
-      ok = body();
-    } catch (...) {
-    }
-    ::_exit(ok ? 0 : 1);
-  }
-  int status = -1;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
-}
+using fastlstm_test::in_child;
 
 bool runs_on_every_thread(ThreadPool& pool) {
   std::vector<std::atomic<int>> runs(static_cast<size_t>(pool.size()));
