@@ -61,6 +61,12 @@ std::pair<uintptr_t, uintptr_t> span_of(const TensorView<const T>& view) {
   return {first, first + static_cast<uintptr_t>(last_offset(view)) * sizeof(T) + sizeof(T) - 1};
 }
 
+// The states a call returns, (D * num_layers, batch, max(H_out, hidden_size)), must be countable:
+// a batch that is small next to the input's steps can still be large next to the layers.
+void check_state_size(const LstmConfig& config, int64_t batch, const char* name) {
+  checked_mul(checked_mul(config.num_directions() * config.num_layers, batch, name), config.hidden_size, name);
+}
+
 template <typename T>
 void check_state(const StateView<T>& state, const LstmConfig& config, int64_t batch) {
   const int64_t layers = config.num_directions() * config.num_layers;
@@ -358,6 +364,7 @@ template <typename T>
 LstmOutput<T> Lstm<T>::forward(TensorView<const T> input, const StateView<T>* initial_state) const {
   const LstmConfig& cfg = config();
   const PaddedInput shape = check_padded_input(input, cfg, "input");
+  check_state_size(cfg, shape.batch, "input");
   if (initial_state) check_state(*initial_state, cfg, shape.batch);
   const int64_t layers = cfg.num_directions() * cfg.num_layers;
   LstmOutput<T> result{Tensor<T>(output_shape<T>(shape, cfg)), Tensor<T>({layers, shape.batch, cfg.output_size()}),
@@ -378,7 +385,7 @@ typename Lstm<T>::State Lstm<T>::make_state(int64_t batch_size) const {
             "whole sequence");
   }
   if (batch_size < 0) invalid("batch_size: must be >= 0, got " + std::to_string(batch_size));
-  checked_mul(batch_size, checked_mul(cfg.num_layers, cfg.hidden_size, "batch_size"), "batch_size");
+  check_state_size(cfg, batch_size, "batch_size");
   State state{Tensor<T>({cfg.num_layers, batch_size, cfg.output_size()}),
               Tensor<T>({cfg.num_layers, batch_size, cfg.hidden_size})};
   std::fill_n(state.h.data(), state.h.numel(), T(0));
@@ -481,6 +488,7 @@ LstmOutput<T> Lstm<T>::forward_packed(TensorView<const T> data, const std::vecto
             " rows");
   }
   const int64_t batch = batch_sizes[0];
+  check_state_size(cfg, batch, "batch_sizes");
   if (initial_state) check_state(*initial_state, cfg, batch);
 
   const int64_t D = cfg.num_directions(), P = cfg.output_size();

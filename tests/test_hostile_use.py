@@ -103,6 +103,15 @@ def test_zero_stride_inputs_whose_size_overflows_are_refused():
     _assert_unchanged(model, expected)
 
 
+def test_a_huge_batch_through_many_layers_whose_states_overflow_is_refused():
+    # The input (one step) fits; the states returned, 4096 layers of it, do not.
+    model = fastlstm.LSTM(4, 2, num_layers=4096, num_threads=1)
+    row = np.zeros(4, np.float32)
+    wide = np.lib.stride_tricks.as_strided(row, shape=(1, 2**50, 4), strides=(0, 0, 4))
+    with pytest.raises(ValueError, match="input: size overflows"):
+        model(wide)
+
+
 @pytest.mark.parametrize("batch_size", [2**62, INT64_MAX, 2**64])
 def test_a_stream_of_an_overflowing_batch_size_is_refused(batch_size):
     with pytest.raises(ValueError, match="batch_size: size overflows"):

@@ -85,6 +85,12 @@ TEST_CASE("hostile: views whose extents and strides span more than memory are re
   CHECK_THROWS_WITH_AS(subject.model.forward(far), doctest::Contains("input: size overflows"), InvalidArgument);
   CHECK_THROWS_WITH_AS(subject.model.make_state(int64_t(1) << 62), doctest::Contains("batch_size: size overflows"),
                        InvalidArgument);
+  // Few steps of a huge batch through many layers: the input fits, the states it returns do not.
+  const Lstm<float> deep(make_config(3, 2, 4096), 1);
+  TensorView<const float> wide(row, {1, 1, 3});
+  wide.shape = {1, int64_t(1) << 50, 3};
+  wide.strides = {0, 0, 1};
+  CHECK_THROWS_WITH_AS(deep.forward(wide), doctest::Contains("input: size overflows"), InvalidArgument);
   CHECK(subject.output() == before);
 }
 
