@@ -3,20 +3,14 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <limits>
 #include <mutex>
-#include <sstream>
-#include <thread>
+#include <string>
 #include <utility>
-
-#if defined(__linux__)
-#include <sched.h>
-#endif
+#include <vector>
 
 #include "backend.hpp"
 #include "checked_size.hpp"
 #include "fork_safety.hpp"
-#include "cpu_check.hpp"
 #include "shape_string.hpp"
 #include "fastlstm/error.hpp"
 #include "fastlstm/version.hpp"
@@ -86,106 +80,6 @@ void check_state(const StateView<T>& state, const LstmConfig& config, int64_t ba
 
 }  // namespace
 
-void LstmConfig::validate() const {
-  if (input_size < 1) invalid("input_size must be greater than zero, got " + std::to_string(input_size));
-  if (hidden_size < 1) invalid("hidden_size must be greater than zero, got " + std::to_string(hidden_size));
-  if (num_layers < 1) invalid("num_layers must be greater than zero, got " + std::to_string(num_layers));
-  if (proj_size < 0) invalid("proj_size should be a positive integer or zero to disable projections");
-  if (proj_size >= hidden_size) invalid("proj_size has to be smaller than hidden_size");
-  if (!(dropout >= 0 && dropout <= 1)) {  // NaN too
-    invalid("dropout should be a number in range [0, 1] representing the probability of an element being zeroed");
-  }
-  // Every buffer the model holds or a call allocates is a product of these sizes: the weights
-  // must be countable, and so must a row of each direction's gates and outputs.
-  const int64_t D = num_directions(), H = hidden_size, P = output_size();
-  const int64_t gates = checked_mul(4, H, "hidden_size");
-  checked_mul(D, gates, "hidden_size");
-  auto layer_weights = [&](int64_t layer_input, const char* what) {
-    const int64_t per_gate_row = checked_add(checked_add(layer_input, P, what), 2, what);
-    return checked_add(checked_mul(gates, per_gate_row, what), checked_mul(P, H, what), what);
-  };
-  const int64_t first = layer_weights(input_size, input_size > hidden_size ? "input_size" : "hidden_size");
-  const int64_t later = layer_weights(checked_mul(D, P, "hidden_size"), "hidden_size");
-  checked_mul(D, checked_add(first, checked_mul(num_layers - 1, later, "num_layers"), "num_layers"), "num_layers");
-}
-
-std::vector<ParameterSpec> parameter_specs(const LstmConfig& config) {
-  config.validate();
-  const int64_t H = config.hidden_size, P = config.output_size();
-  // Reserved at once: a configuration of absurdly many layers fails here with std::bad_alloc
-  // instead of growing the list until the system runs out of memory.
-  const int64_t per_direction = 2 + (config.bias ? 2 : 0) + (config.proj_size > 0 ? 1 : 0);
-  std::vector<ParameterSpec> specs;
-  specs.reserve(static_cast<size_t>(
-      checked_mul(checked_mul(config.num_layers, config.num_directions(), "num_layers"), per_direction, "num_layers")));
-  for (int64_t layer = 0; layer < config.num_layers; ++layer) {
-    for (int64_t dir = 0; dir < config.num_directions(); ++dir) {
-      const std::string suffix = "_l" + std::to_string(layer) + (dir ? "_reverse" : "");
-      auto add = [&](const char* name, ParameterKind kind, std::vector<int64_t> shape) {
-        specs.push_back({name + suffix, std::move(shape), layer, dir, kind});
-      };
-      add("weight_ih", ParameterKind::weight_ih, {4 * H, config.layer_input_size(layer)});
-      add("weight_hh", ParameterKind::weight_hh, {4 * H, P});
-      if (config.bias) {
-        add("bias_ih", ParameterKind::bias_ih, {4 * H});
-        add("bias_hh", ParameterKind::bias_hh, {4 * H});
-      }
-      if (config.proj_size > 0) add("weight_hr", ParameterKind::weight_hr, {P, H});
-    }
-  }
-  return specs;
-}
-
-namespace detail {
-void require_supported_cpu() {
-  const char* missing = missing_cpu_features();
-  if (*missing == '\0') return;
-  throw Error(std::string("fastlstm: this library was built for ") + FASTLSTM_SIMD_LEVEL +
-              ", which this CPU cannot run (it lacks " + missing +
-              "): link the fastlstm::fastlstm_<isa> target of an instruction set it has (baseline runs on every "
-              "x86-64 CPU), or rebuild with -DFASTLSTM_ISA=baseline");
-}
-}  // namespace detail
-
-namespace {
-// Checks the CPU before anything else of a model is built.
-const LstmConfig& on_supported_cpu(const LstmConfig& config) {
-  detail::require_supported_cpu();
-  return config;
-}
-}  // namespace
-
-template <typename T>
-LstmWeights<T>::LstmWeights(const LstmConfig& config) : config_(on_supported_cpu(config)) {
-  std::vector<ParameterSpec> specs = parameter_specs(config);
-  parameters_.reserve(specs.size());
-  for (ParameterSpec& spec : specs) {
-    const auto count = static_cast<size_t>(spec.numel());
-    parameters_.push_back({std::move(spec), std::vector<T>(count, T(0))});
-  }
-}
-
-template <typename T>
-const Parameter<T>* LstmWeights<T>::find(const std::string& name) const {
-  for (const auto& parameter : parameters_) {
-    if (parameter.spec.name == name) return &parameter;
-  }
-  return nullptr;
-}
-
-template <typename T>
-Parameter<T>* LstmWeights<T>::find(const std::string& name) {
-  return const_cast<Parameter<T>*>(static_cast<const LstmWeights&>(*this).find(name));
-}
-
-template <typename T>
-const Parameter<T>* LstmWeights<T>::find(int64_t layer, int64_t direction, ParameterKind kind) const {
-  for (const auto& parameter : parameters_) {
-    const ParameterSpec& spec = parameter.spec;
-    if (spec.layer == layer && spec.direction == direction && spec.kind == kind) return &parameter;
-  }
-  return nullptr;
-}
 
 namespace {
 int resolve_threads(int num_threads) {
@@ -294,12 +188,7 @@ void Lstm<T>::set_parameters(const std::vector<std::pair<std::string, TensorView
 
 template <typename T>
 void Lstm<T>::set_weights(const LstmWeights<T>& weights) {
-  const LstmConfig& a = weights.config();
-  const LstmConfig& b = config();
-  if (a.input_size != b.input_size || a.hidden_size != b.hidden_size || a.num_layers != b.num_layers ||
-      a.bias != b.bias || a.bidirectional != b.bidirectional || a.proj_size != b.proj_size) {
-    invalid("weights: configuration differs from the model's");
-  }
+  if (!weights.config().same_parameters(config())) invalid("weights: configuration differs from the model's");
   std::lock_guard<ForkSafeMutex> lock(*mutex_);
   auto& dst = weights_.parameters();
   for (size_t i = 0; i < dst.size(); ++i) {
@@ -513,34 +402,7 @@ LstmOutput<T> Lstm<T>::forward_packed(TensorView<const T> data, const std::vecto
   return result;
 }
 
-template class LstmWeights<float>;
-template class LstmWeights<double>;
 template class Lstm<float>;
 template class Lstm<double>;
-
-std::string version() { return FASTLSTM_VERSION; }
-std::string simd_level() { return FASTLSTM_SIMD_LEVEL; }
-
-std::string compiler() {
-#if defined(__clang__)
-  return "clang " __clang_version__;
-#elif defined(__GNUC__)
-  return "gcc " __VERSION__;
-#elif defined(_MSC_VER)
-  return "msvc " + std::to_string(_MSC_VER);
-#else
-  return "unknown";
-#endif
-}
-
-int default_num_threads() {
-#if defined(__linux__)
-  // The cores this process may run on (a container's CPU set), not every core of the host.
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
-#endif
-  const unsigned cores = std::thread::hardware_concurrency();
-  return cores == 0 ? 1 : static_cast<int>(cores);
-}
 
 }  // namespace fastlstm

@@ -582,9 +582,7 @@ void apply_metadata(const std::map<std::string, std::string>& metadata, ModelFil
     stated.bidirectional = metadata_bool(metadata, "bidirectional");
     stated.proj_size = metadata_int(metadata, "proj_size");
     const LstmConfig& found = info.config;
-    if (stated.input_size != found.input_size || stated.hidden_size != found.hidden_size ||
-        stated.num_layers != found.num_layers || stated.bias != found.bias ||
-        stated.bidirectional != found.bidirectional || stated.proj_size != found.proj_size) {
+    if (!stated.same_parameters(found)) {
       invalid("the metadata describes an LSTM with " + config_string(stated) + " but the tensors hold one with " +
               config_string(found));
     }

@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 FUZZ = ROOT / "tests" / "fuzz"
 CORPUS = FUZZ / "corpus"
 SOURCES = [FUZZ / "fuzz_model_file.cpp", FUZZ / "no_backend.cpp", ROOT / "csrc" / "model_file.cpp",
-           ROOT / "csrc" / "lstm.cpp", ROOT / "csrc" / "cpu_check.cpp", ROOT / "csrc" / "fork_safety.cpp"]
+           ROOT / "csrc" / "lstm.cpp", ROOT / "csrc" / "cpu_check.cpp", ROOT / "csrc" / "fork_safety.cpp",
+           *(ROOT / "csrc" / name for name in ("config.cpp", "weights.cpp", "version.cpp"))]
 FLAGS = ["-std=c++17", "-g", "-O1", "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=undefined",
          f"-I{ROOT / 'csrc' / 'include'}", f"-I{ROOT / 'csrc'}", '-DFASTLSTM_VERSION="fuzz"',
          '-DFASTLSTM_SIMD_LEVEL="fuzz"', '-DFASTLSTM_BUILD_ISA="baseline"']

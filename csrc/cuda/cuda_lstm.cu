@@ -674,12 +674,7 @@ int64_t CudaLstm<T>::graph_launches() {
 
 template <typename T>
 void CudaLstm<T>::set_weights(const LstmWeights<T>& weights) {
-  const LstmConfig& c = weights.config();
-  if (c.input_size != config_.input_size || c.hidden_size != config_.hidden_size ||
-      c.num_layers != config_.num_layers || c.bias != config_.bias || c.bidirectional != config_.bidirectional ||
-      c.proj_size != config_.proj_size) {
-    throw InvalidArgument("weights: their configuration differs from the model's");
-  }
+  if (!weights.config().same_parameters(config_)) throw InvalidArgument("weights: configuration differs from the model's");
   std::lock_guard<std::mutex> lock(mutex_);
   impl_->set_weights(weights);
 }

@@ -28,6 +28,9 @@ struct LstmConfig {
   // Throws InvalidArgument naming the first bad field (sizes < 1, proj_size outside
   // [0, hidden_size), dropout outside [0, 1], sizes whose buffers would overflow).
   void validate() const;
+  // Whether `other` has the same parameters, of the same shapes: every field but batch_first and
+  // dropout, which the weights cannot tell.
+  bool same_parameters(const LstmConfig& other) const;
 };
 
 }  // namespace fastlstm
