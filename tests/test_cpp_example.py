@@ -7,7 +7,7 @@ Two installations, each a parameter of the tests:
   (``python -m fastlstm --cmake-dir``), as a C++ user gets it from ``pip install fastlstm``.
 - "cmake-install": a C++-only build (-DFASTLSTM_PYTHON=OFF) installed with ``cmake --install``
   into a temporary prefix. Building the library needs Eigen 3.4 (a system Eigen3 or the cmeel-eigen
-  wheel in this Python) and takes about a minute on 2 cores the first time; the build folder
+  wheel in this Python) and nlohmann/json (a system package or the nlohmann-json wheel) and takes about a minute on 2 cores the first time; the build folder
   (build/test-cpp-install) is reused, so later sessions only rebuild what changed.
 
 Skipped with the reason when cmake or a C++ compiler is missing.
@@ -57,7 +57,8 @@ def cmake():
 def _cmake_install_prefix(cmake, tmp_path_factory):
     """A C++-only build of fastlstm, installed into a fresh prefix: <prefix>/lib/cmake/fastlstm."""
     (exe, generator) = cmake
-    hints = [Path(sysconfig.get_paths()["purelib"]) / "cmeel.prefix"]
+    purelib = Path(sysconfig.get_paths()["purelib"])
+    hints = [purelib / "cmeel.prefix", purelib if (purelib / "nlohmann_json").is_dir() else purelib / "-"]
     prefix_path = ";".join(str(h) for h in hints if h.is_dir())
     LIBRARY_BUILD.mkdir(parents=True, exist_ok=True)
     with open(LIBRARY_BUILD / ".lock", "w") as lock:  # one build at a time in the shared folder
@@ -70,6 +71,9 @@ def _cmake_install_prefix(cmake, tmp_path_factory):
         result = _run(configure)
         if result.returncode != 0 and "Eigen 3.4 not found" in result.stderr:
             pytest.skip("Eigen 3.4 not found (apt-get install libeigen3-dev, or pip install cmeel-eigen): "
+                        "cannot build the C++-only library")
+        if result.returncode != 0 and "nlohmann/json not found" in result.stderr:
+            pytest.skip("nlohmann/json not found (apt-get install nlohmann-json3-dev, or pip install nlohmann-json): "
                         "cannot build the C++-only library")
         _check(result, "configuring the C++-only library")
         _check(_run([*exe, "--build", LIBRARY_BUILD, "--parallel", "2"]), "building the C++-only library")

@@ -9,6 +9,7 @@
 """
 
 import hashlib
+import importlib.util
 import json
 import os
 import random
@@ -24,11 +25,24 @@ import fastlstm
 ROOT = Path(__file__).resolve().parent.parent
 FUZZ = ROOT / "tests" / "fuzz"
 CORPUS = FUZZ / "corpus"
-SOURCES = [FUZZ / "fuzz_model_file.cpp", FUZZ / "no_backend.cpp", ROOT / "csrc" / "model_file.cpp",
-           ROOT / "csrc" / "lstm.cpp", ROOT / "csrc" / "cpu_check.cpp", ROOT / "csrc" / "fork_safety.cpp",
-           *(ROOT / "csrc" / name for name in ("config.cpp", "weights.cpp", "version.cpp"))]
+# The model file reader and the engine it builds, without the CPU backend (no_backend.cpp).
+SOURCES = [FUZZ / "fuzz_model_file.cpp", FUZZ / "no_backend.cpp",
+           *sorted((ROOT / "csrc" / "model_file").glob("*.cpp")),
+           *(ROOT / "csrc" / name for name in ("lstm.cpp", "cpu_check.cpp", "fork_safety.cpp", "config.cpp",
+                                               "weights.cpp", "version.cpp"))]
+
+
+def _json_include() -> list:
+    """-I for nlohmann/json when the nlohmann-json wheel has it (else the system's is used)."""
+    spec = importlib.util.find_spec("nlohmann_json")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(folder) / "include" / "nlohmann" / "json.hpp").exists():
+            return [f"-I{Path(folder) / 'include'}"]
+    return []
+
+
 FLAGS = ["-std=c++17", "-g", "-O1", "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=undefined",
-         f"-I{ROOT / 'csrc' / 'include'}", f"-I{ROOT / 'csrc'}", '-DFASTLSTM_VERSION="fuzz"',
+         f"-I{ROOT / 'csrc' / 'include'}", f"-I{ROOT / 'csrc'}", *_json_include(), '-DFASTLSTM_VERSION="fuzz"',
          '-DFASTLSTM_SIMD_LEVEL="fuzz"', '-DFASTLSTM_BUILD_ISA="baseline"']
 INSTALL_HINT = "Debian: apt-get install clang libclang-rt-14-dev"
 
@@ -60,7 +74,8 @@ def _build_fuzzer(tmp_dir: Path) -> Path:
 
     digest = hashlib.sha256(subprocess.run([clang, "--version"], capture_output=True).stdout)
     digest.update(" ".join(FLAGS).encode())
-    headers = sorted((ROOT / "csrc" / "include" / "fastlstm").glob("*.hpp")) + [ROOT / "csrc" / name for name in ("backend.hpp", "cpu_check.hpp", "cpu_features.h")]
+    headers = sorted((ROOT / "csrc" / "include" / "fastlstm").glob("*.hpp")) + sorted((ROOT / "csrc").glob("*.h*")) \
+        + sorted((ROOT / "csrc" / "model_file").glob("*.hpp"))
     for source in SOURCES + headers:
         digest.update(source.read_bytes())
     cache = ROOT / "build" / "fuzz" / digest.hexdigest()[:16]

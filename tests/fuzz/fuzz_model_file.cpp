@@ -1,10 +1,11 @@
-// libFuzzer target for the model file reader (csrc/model_file.cpp). Every input must either
+// libFuzzer target for the model file reader (csrc/model_file/). Every input must either
 // raise fastlstm::InvalidArgument or read as weights that survive a write and a read unchanged;
 // anything else (a crash, a sanitizer report, another exception, an allocation over
 // -malloc_limit_mb) is a finding. Built and run by tests/test_model_file_fuzz.py:
 //   clang++ -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -Icsrc/include -Icsrc \
 //     -DFASTLSTM_VERSION='"fuzz"' -DFASTLSTM_SIMD_LEVEL='"fuzz"' -DFASTLSTM_BUILD_ISA='"baseline"' \
-//     tests/fuzz/fuzz_model_file.cpp tests/fuzz/no_backend.cpp csrc/model_file.cpp csrc/lstm.cpp csrc/cpu_check.cpp
+//     tests/fuzz/fuzz_model_file.cpp tests/fuzz/no_backend.cpp csrc/model_file/*.cpp csrc/lstm.cpp \
+//     csrc/cpu_check.cpp csrc/fork_safety.cpp csrc/config.cpp csrc/weights.cpp csrc/version.cpp
 //   ./a.out -dict=tests/fuzz/safetensors.dict -max_total_time=60 CORPUS tests/fuzz/corpus
 #include <cstdint>
 #include <cstring>

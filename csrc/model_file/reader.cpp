@@ -1,0 +1,172 @@
+// Reading a model file: its header, the LSTM its tensors hold, and their values cast to the
+// model's type, all from one open source.
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <type_traits>
+#include <vector>
+
+#include "byte_source.hpp"
+#include "common.hpp"
+#include "cpu_check.hpp"
+#include "fastlstm/lstm.hpp"
+#include "fastlstm/model_file.hpp"
+#include "header.hpp"
+#include "metadata.hpp"
+
+namespace fastlstm {
+namespace {
+
+using model_file::ByteSource;
+using model_file::FileSource;
+using model_file::invalid;
+using model_file::MemorySource;
+using model_file::ParsedFile;
+using model_file::quote;
+using model_file::TensorEntry;
+
+// What inspect and read share: the parsed file, its LSTM and the file's description of it.
+struct FileLstm {
+  ParsedFile file;
+  StateDictLstm lstm;
+  ModelFileInfo info;
+};
+
+FileLstm find_file_lstm(const ByteSource& source, const std::string& prefix) {
+  FileLstm found;
+  found.file = model_file::parse_file(source);
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const TensorEntry& entry : found.file.header.tensors) shapes.emplace(entry.name, entry.shape);
+  found.lstm = infer_lstm(shapes, prefix);
+  bool all_f64 = true;
+  for (const auto& [parameter, key] : found.lstm.keys) {
+    const TensorEntry& entry = found.file.tensor(key);
+    if (entry.dtype != "F32" && entry.dtype != "F64") {
+      invalid("tensor " + quote(key) + " has dtype " + entry.dtype + "; fastlstm reads F32 and F64");
+    }
+    all_f64 = all_f64 && entry.dtype == "F64";
+  }
+  found.info.config = found.lstm.config;
+  found.info.dtype = all_f64 ? DType::float64 : DType::float32;
+  model_file::apply_metadata(found.file.header.metadata, found.info);
+  return found;
+}
+
+// A tensor of `n` elements of S at `offset` of `source`, cast to T (little-endian in the file).
+template <typename T, typename S>
+void copy_tensor(const ByteSource& source, uint64_t offset, std::vector<T>& values) {
+  const size_t n = values.size();
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  if constexpr (std::is_same_v<T, S>) {
+    source.read(offset, n * sizeof(T), values.data());
+    return;
+  }
+#endif
+  // A piece at a time through a small buffer: no second copy of the tensor.
+  constexpr size_t kPiece = 1024;  // 8 KB of stack at most
+  unsigned char raw[kPiece * sizeof(S)];
+  for (size_t i0 = 0; i0 < n; i0 += kPiece) {
+    const size_t count = std::min(kPiece, n - i0);
+    source.read(offset + i0 * sizeof(S), count * sizeof(S), raw);
+    for (size_t i = 0; i < count; ++i) {
+      unsigned char element[sizeof(S)];
+      std::memcpy(element, raw + i * sizeof(S), sizeof(S));
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+      std::reverse(element, element + sizeof(S));
+#endif
+      S value;
+      std::memcpy(&value, element, sizeof(S));
+      values[i0 + i] = static_cast<T>(value);
+    }
+  }
+}
+
+template <typename T>
+LstmWeights<T> read_weights(const ByteSource& source, const FileLstm& found) {
+  LstmWeights<T> weights(found.info.config);
+  for (const auto& [parameter, key] : found.lstm.keys) {
+    const TensorEntry& entry = found.file.tensor(key);
+    std::vector<T>& values = weights.find(parameter)->values;
+    const uint64_t offset = found.file.data_offset + static_cast<uint64_t>(entry.begin);
+    if (entry.dtype == "F32") {
+      copy_tensor<T, float>(source, offset, values);
+    } else {
+      copy_tensor<T, double>(source, offset, values);
+    }
+  }
+  return weights;
+}
+
+// Runs `body` and puts "<name>: " before the message of any InvalidArgument it throws.
+template <typename F>
+auto naming_file(const std::string& name, F&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const InvalidArgument& error) {
+    throw InvalidArgument(name + ": " + error.what());
+  }
+}
+
+}  // namespace
+
+ModelFileInfo inspect_model_bytes(const void* data, size_t size, const std::string& prefix,
+                                  const std::string& name) {
+  const MemorySource source(data, size);
+  return naming_file(name, [&] { return find_file_lstm(source, prefix).info; });
+}
+
+template <typename T>
+LstmWeights<T> read_model_bytes(const void* data, size_t size, const std::string& prefix, const std::string& name) {
+  const MemorySource source(data, size);
+  return naming_file(name, [&] { return read_weights<T>(source, find_file_lstm(source, prefix)); });
+}
+
+struct ModelFileReader::Open {
+  explicit Open(const std::string& path_) : path(path_), source(path_) {}
+  std::string path;
+  FileSource source;
+  FileLstm found;
+};
+
+ModelFileReader::ModelFileReader(const std::string& path, const std::string& prefix)
+    : open_(std::make_unique<Open>(path)) {
+  open_->found = naming_file(path, [&] { return find_file_lstm(open_->source, prefix); });
+}
+
+ModelFileReader::~ModelFileReader() = default;
+ModelFileReader::ModelFileReader(ModelFileReader&&) noexcept = default;
+ModelFileReader& ModelFileReader::operator=(ModelFileReader&&) noexcept = default;
+
+const ModelFileInfo& ModelFileReader::info() const { return open_->found.info; }
+
+template <typename T>
+LstmWeights<T> ModelFileReader::read_weights() const {
+  return naming_file(open_->path, [&] { return fastlstm::read_weights<T>(open_->source, open_->found); });
+}
+
+ModelFileInfo inspect_model_file(const std::string& path, const std::string& prefix) {
+  return ModelFileReader(path, prefix).info();
+}
+
+template <typename T>
+LstmWeights<T> read_model_file(const std::string& path, const std::string& prefix) {
+  return ModelFileReader(path, prefix).read_weights<T>();
+}
+
+template <typename T>
+Lstm<T> Lstm<T>::load(const std::string& path, const std::string& prefix, int num_threads) {
+  detail::require_supported_cpu();
+  return Lstm<T>(read_model_file<T>(path, prefix), num_threads);
+}
+
+template LstmWeights<float> read_model_file<float>(const std::string&, const std::string&);
+template LstmWeights<double> read_model_file<double>(const std::string&, const std::string&);
+template LstmWeights<float> read_model_bytes<float>(const void*, size_t, const std::string&, const std::string&);
+template LstmWeights<double> read_model_bytes<double>(const void*, size_t, const std::string&, const std::string&);
+template LstmWeights<float> ModelFileReader::read_weights<float>() const;
+template LstmWeights<double> ModelFileReader::read_weights<double>() const;
+template Lstm<float> Lstm<float>::load(const std::string&, const std::string&, int);
+template Lstm<double> Lstm<double>::load(const std::string&, const std::string&, int);
+
+}  // namespace fastlstm
