@@ -3,12 +3,12 @@
 
     python benchmarks/run.py --repeats 5 --json results.json --plot speedup.png
 
-The logic lives in fastlstm/benchmark.py so that an installed wheel can run it too.
+The logic lives in the package (fastlstm/bench/) so that an installed wheel can run it too.
 """
 
 import sys
 
-from fastlstm import benchmark
+from fastlstm import bench
 
 if __name__ == "__main__":
-    sys.exit(benchmark.main(prog="benchmarks/run.py"))
+    sys.exit(bench.main(prog="benchmarks/run.py"))

@@ -26,8 +26,10 @@
 
 #include "../backend.hpp"
 #include "fastlstm/error.hpp"
+#include "cell_update.hpp"
 #include "packed_gemm.hpp"
 #include "thread_pool.hpp"
+#include "work_split.hpp"
 
 namespace fastlstm {
 namespace cpu {
@@ -35,16 +37,9 @@ namespace {
 
 using Eigen::Index;
 
-// Hidden units per gate block: three AVX registers of float, so every gate slice is SIMD-wide,
-// and a block's 4 * 24 = 96 gate rows are whole row panels of every micro-kernel (24 rows for
-// float on AVX2), so that a block's product runs on its own. A block is the unit of work of a
-// step: a thread runs its own blocks first, then, where the layer balances its steps, the blocks
-// of other threads that nobody has started yet (measured on S3: the time threads wait at the
-// per-step barrier fell from ~0.5 to ~0.2 s per 20 calls, ~6 % faster, 8 of 10 A/B pairs).
-constexpr int64_t kBlock = 24;
 // Balancing pays where a thread's recurrent weights stream from L3 anyway; below half the core's
-// L2 they stay there, and running another core's blocks would evict them (and the claims cost
-// more than they save: S7 on a 2 MiB-L2 Xeon).
+// L2 they stay there, and running another core's blocks would evict them (and the claims would
+// cost more than they save).
 int64_t balance_min_bytes() { return static_cast<int64_t>(Eigen::l2CacheSize()) / 2; }
 // Input projections are computed a chunk of steps at a time, about this many rows: enough for an
 // efficient GEMM, few enough that the gate buffer is O(N * 4H) and stays in cache.
@@ -55,133 +50,14 @@ constexpr int64_t kBatchMajorChunkSteps = 32;
 constexpr Eigen::Index kTypicalRows = 1024;
 constexpr Eigen::Index kTypicalBatch = 64;
 
-// Threads' shares of the hidden units start at multiples of this many units (of a direction):
-// the partial blocks their ends make stay whole AVX2 vectors.
-constexpr int64_t kShareAlign = 8;
-
-// [begin, end) of `count` items for `thread` of `threads`.
-std::pair<int64_t, int64_t> split(int64_t count, int thread, int threads) {
-  const int64_t begin = count * thread / threads;
-  const int64_t end = count * (thread + 1) / threads;
-  return {std::min(begin, count), std::min(end, count)};
-}
-
-// The first unit of each thread's share of the D * H units of all directions (D * H at the end):
-// as even as kShareAlign allows, a direction boundary kept where one falls.
-std::vector<int64_t> unit_shares(int64_t D, int64_t H, int threads) {
-  std::vector<int64_t> bounds(static_cast<size_t>(threads) + 1, D * H);
-  for (int thread = 0; thread < threads; ++thread) {
-    const int64_t unit = split(D * H, thread, threads).first;
-    const int64_t dir = std::min(unit / H, D - 1);
-    const int64_t local = std::min(H, (unit - dir * H + kShareAlign / 2) / kShareAlign * kShareAlign);
-    bounds[static_cast<size_t>(thread)] = std::max(thread > 0 ? bounds[static_cast<size_t>(thread) - 1] : 0, dir * H + local);
-  }
-  return bounds;
-}
-
-// How one direction's hidden units are cut into gate blocks: kBlock units at a time from the
-// start of each thread's share, so the last block of a share may be narrower. Block b's `width`
-// units occupy the interleaved rows [4 * start(b), 4 * start(b + 1)): gates i, f, g, o, each
-// `width` rows.
-class GateBlocks {
- public:
-  GateBlocks() = default;
-  // `cuts`: the units where shares start, 0 and H included.
-  explicit GateBlocks(const std::vector<int64_t>& cuts) {
-    for (size_t i = 0; i + 1 < cuts.size(); ++i) {
-      for (int64_t unit = cuts[i]; unit < cuts[i + 1]; unit += kBlock) starts_.push_back(unit);
-    }
-    starts_.push_back(cuts.back());
-    block_of_.resize(static_cast<size_t>(cuts.back()));
-    for (int64_t b = 0; b < count(); ++b) std::fill(block_of_.begin() + start(b), block_of_.begin() + start(b + 1), b);
-  }
-  int64_t count() const { return static_cast<int64_t>(starts_.size()) - 1; }
-  int64_t start(int64_t block) const { return starts_[static_cast<size_t>(block)]; }
-  int64_t width(int64_t block) const { return start(block + 1) - start(block); }
-  // The block that starts at `unit` (count() for H).
-  int64_t at(int64_t unit) const {
-    return std::lower_bound(starts_.begin(), starts_.end(), unit) - starts_.begin();
-  }
-  // Where torch's gate row (gate, unit) goes.
-  int64_t row(int64_t gate, int64_t unit) const {
-    const int64_t block = block_of_[static_cast<size_t>(unit)];
-    return 4 * start(block) + gate * width(block) + unit - start(block);
-  }
-
- private:
-  std::vector<int64_t> starts_;
-  std::vector<int64_t> block_of_;
-};
-
-// The cell update of one gate block for one row: gates hold [i | f | g | o], each `Width` wide
-// (Eigen::Dynamic: `width`). Full blocks use the fixed size, which Eigen unrolls into a few
-// packets with no loop: this runs N * H / kBlock times per step.
-template <typename T, int Width>
-inline void update_cell_block(const T* gates, Index width, T* cell, T* hidden) {
-  using Array = Eigen::Array<T, Width, 1>;
-  using ConstMap = Eigen::Map<const Array>;
-  Eigen::Map<Array> c(cell, width);
-  c = ConstMap(gates + width, width).logistic() * c +
-      ConstMap(gates, width).logistic() * ConstMap(gates + 2 * width, width).tanh();
-  Eigen::Map<Array>(hidden, width) = ConstMap(gates + 3 * width, width).logistic() * c.tanh();
-}
-
-template <typename T>
-inline void update_cell(const T* gates, Index width, T* cell, T* hidden) {
-  if (width == kBlock) {
-    update_cell_block<T, static_cast<int>(kBlock)>(gates, width, cell, hidden);
-  } else {
-    update_cell_block<T, Eigen::Dynamic>(gates, width, cell, hidden);
-  }
-}
-
 template <typename T>
 class CpuBackend final : public Backend<T> {
  public:
-  CpuBackend(const LstmConfig& config, int num_threads) : config_(config), pool_(num_threads) {
-    const int64_t D = config.num_directions(), H = config.hidden_size, P = config.output_size();
-    // Each thread takes an equal share of the units (the time of a step is its slowest thread's),
-    // cut into blocks within each direction.
-    const std::vector<int64_t> bounds = unit_shares(D, H, pool_.size());
-    auto local = [&](int64_t unit, int64_t dir) { return std::clamp(unit - dir * H, int64_t(0), H); };
-    for (int64_t dir = 0; dir < D; ++dir) {
-      std::vector<int64_t> cuts{0, H};
-      for (int64_t unit : bounds) cuts.push_back(local(unit, dir));
-      std::sort(cuts.begin(), cuts.end());
-      cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
-      blocks_[dir] = GateBlocks(cuts);
-    }
-    for (int thread = 0; thread < pool_.size(); ++thread) {
-      ThreadShare share;
-      const int64_t u0 = bounds[static_cast<size_t>(thread)], u1 = bounds[static_cast<size_t>(thread) + 1];
-      // The input projections a thread computes are the gate columns of its own blocks, so the
-      // recurrence reads only what its own core wrote: no barrier between the two phases.
-      share.col0 = 4 * u0;
-      share.col1 = 4 * u1;
-      const auto [p0, p1] = split(D * P, thread, pool_.size());
-      for (int64_t dir = 0; dir < D; ++dir) {
-        share.blocks[dir] = {blocks_[dir].at(local(u0, dir)), blocks_[dir].at(local(u1, dir))};
-        share.outputs[dir] = {std::clamp(p0 - dir * P, int64_t(0), P), std::clamp(p1 - dir * P, int64_t(0), P)};
-      }
-      shares_.push_back(share);
-    }
-    // When every direction belongs wholly to one thread (2 threads, bidirectional), its steps read
-    // only what that thread wrote: the directions run side by side without a barrier per step.
-    for (int64_t dir = 0; dir < D; ++dir) {
-      int owners = 0;
-      for (const ThreadShare& share : shares_) {
-        const bool all_blocks = share.blocks[dir] == std::make_pair(int64_t(0), blocks_[dir].count());
-        const bool projects = config.proj_size > 0;
-        const bool all_outputs = !projects || share.outputs[dir] == std::make_pair(int64_t(0), P);
-        const bool some = share.blocks[dir].first < share.blocks[dir].second ||
-                          (projects && share.outputs[dir].first < share.outputs[dir].second);
-        if (some && !(all_blocks && all_outputs)) owners = 2;  // shared with another thread
-        owners += some;
-      }
-      if (owners > 1) step_barriers_ = true;
-    }
-    claims_ = std::vector<ClaimCounter>(static_cast<size_t>(pool_.size()) * 2);
-  }
+  CpuBackend(const LstmConfig& config, int num_threads)
+      : config_(config),
+        pool_(num_threads),
+        split_(config, pool_.size()),
+        claims_(static_cast<size_t>(pool_.size()) * 2) {}
 
   int num_threads() const override { return pool_.size(); }
 
@@ -204,7 +80,7 @@ class CpuBackend final : public Backend<T> {
         for (int64_t gate = 0; gate < 4; ++gate) {
           for (int64_t unit = 0; unit < H; ++unit) {
             const int64_t src = gate * H + unit;
-            const int64_t dst = blocks_[dir].row(gate, unit);
+            const int64_t dst = split_.blocks[dir].row(gate, unit);
             std::copy_n(src_ih + src * I, I, w_ih.data() + (dir * 4 * H + dst) * I);
             std::copy_n(src_hh + src * P, P, w_hh[dir].data() + dst * P);
             if (b_ih) {
@@ -214,15 +90,15 @@ class CpuBackend final : public Backend<T> {
           }
         }
       }
-      prepared.threads.resize(shares_.size());
-      for (size_t thread = 0; thread < shares_.size(); ++thread) {
-        const ThreadShare& share = shares_[thread];
+      prepared.threads.resize(split_.shares.size());
+      for (size_t thread = 0; thread < split_.shares.size(); ++thread) {
+        const ThreadShare& share = split_.shares[thread];
         ThreadWeights& mine = prepared.threads[thread];
         for (int64_t dir = 0; dir < D; ++dir) {
           const auto [lo, hi] = share.direction_columns(dir, H);
           mine.w_ih[dir].pack(w_ih.data() + lo * I, std::max<int64_t>(hi - lo, 0), I, I, kTypicalRows);
           const auto [b0, b1] = share.blocks[dir];
-          const int64_t row0 = 4 * blocks_[dir].start(b0), row1 = 4 * blocks_[dir].start(b1);
+          const int64_t row0 = 4 * split_.blocks[dir].start(b0), row1 = 4 * split_.blocks[dir].start(b1);
           mine.w_hh[dir].pack(w_hh[dir].data() + row0 * P, std::max<int64_t>(row1 - row0, 0), P, P, kTypicalBatch);
           if (const auto* w_hr = weights.find(layer, dir, ParameterKind::weight_hr)) {
             const auto [q0, q1] = share.outputs[dir];
@@ -294,8 +170,8 @@ class CpuBackend final : public Backend<T> {
 
   // Each thread's packing buffer for the activations of its products.
   void reserve_scratch(int64_t rows, int64_t batch) {
-    scratch_.resize(shares_.size());
-    for (size_t thread = 0; thread < shares_.size(); ++thread) {
+    scratch_.resize(split_.shares.size());
+    for (size_t thread = 0; thread < split_.shares.size(); ++thread) {
       int64_t size = 0;
       for (const PreparedLayer& layer : layers_) {
         const ThreadWeights& mine = layer.threads[thread];
@@ -377,17 +253,6 @@ class CpuBackend final : public Backend<T> {
     }
   }
 
-  // What one thread computes, fixed for the model's life so that its weights stay packed (and,
-  // for small models, resident in its core's cache).
-  struct ThreadShare {
-    int64_t col0 = 0, col1 = 0;                  // input projection: gate columns of both directions
-    // The part of [col0, col1) that belongs to direction `dir` (empty when lo >= hi).
-    std::pair<int64_t, int64_t> direction_columns(int64_t dir, int64_t hidden) const {
-      return {std::max(col0, dir * 4 * hidden), std::min(col1, (dir + 1) * 4 * hidden)};
-    }
-    std::pair<int64_t, int64_t> blocks[2] = {};  // recurrence: gate blocks, per direction
-    std::pair<int64_t, int64_t> outputs[2] = {}; // projection: output columns, per direction
-  };
   struct ThreadWeights {
     PackedWeights<T> w_ih[2];  // per direction, the rows of [col0, col1) of (D * 4H, I) in it
     PackedWeights<T> w_hh[2];  // the rows of the thread's gate blocks, per direction
@@ -403,7 +268,7 @@ class CpuBackend final : public Backend<T> {
   // blocks of every direction, all packed with one depth blocking (so one packing of h_{t-1}
   // serves all), large enough to stream from L3.
   bool can_balance(const PreparedLayer& layer) const {
-    if (!step_barriers_ || shares_.size() < 2) return false;
+    if (!split_.step_barriers || split_.shares.size() < 2) return false;
     for (int64_t dir = 0; dir < config_.num_directions(); ++dir) {
       const PackedWeights<T>& first = layer.threads[0].w_hh[dir];
       for (const ThreadWeights& mine : layer.threads) {
@@ -493,7 +358,7 @@ class CpuBackend final : public Backend<T> {
         for (ClaimCounter& counter : self.claims_) counter.claimed.store(0, std::memory_order_relaxed);
       }
       auto task = [&](int thread) {
-        const ThreadShare& share = self.shares_[static_cast<size_t>(thread)];
+        const ThreadShare& share = self.split_.shares[static_cast<size_t>(thread)];
         const ThreadWeights& mine = weights().threads[static_cast<size_t>(thread)];
         T* scratch = self.scratch_[static_cast<size_t>(thread)].data();
         RowLayout gate_rows[2];
@@ -519,13 +384,13 @@ class CpuBackend final : public Backend<T> {
             // The run's last step needs no barrier after it: the pool's run() waits for every thread.
             const bool last = s + 1 == s1;
             if (config().proj_size > 0) {
-              if (self.step_barriers_) self.pool_.barrier();  // the projection reads every unit
+              if (self.split_.step_barriers) self.pool_.barrier();  // the projection reads every unit
               for (int64_t dir = 0; dir < D; ++dir) {
                 const auto [q0, q1] = share.outputs[dir];
                 if (q0 < q1) project(dir, dir == 0 ? s : steps - 1 - s, q0, mine.w_hr[dir], scratch);
               }
             }
-            if (self.step_barriers_ && !last) self.pool_.barrier();
+            if (self.split_.step_barriers && !last) self.pool_.barrier();
           }
         }
       };
@@ -619,10 +484,10 @@ class CpuBackend final : public Backend<T> {
       // hit there (in the same order every step they would all miss).
       const bool backwards = ((t + self.forward_count_) & 1) != 0;
       auto run_block = [&](int owner, int64_t block) {
-        const auto [b0, b1] = self.shares_[static_cast<size_t>(owner)].blocks[dir];
+        const auto [b0, b1] = self.split_.shares[static_cast<size_t>(owner)].blocks[dir];
         const PackedWeights<T>& w_hh = weights().threads[static_cast<size_t>(owner)].w_hh[dir];
         // Rows of the owner's packed weights; only the last block of H may be narrower.
-        const GateBlocks& blocks = self.blocks_[dir];
+        const GateBlocks& blocks = self.split_.blocks[dir];
         const int64_t base = 4 * blocks.start(b0);
         const int64_t r0 = 4 * blocks.start(block) - base, r1 = 4 * blocks.start(block + 1) - base;
         // The owner's block most likely multiplied next: its weights can be fetched meanwhile.
@@ -636,7 +501,7 @@ class CpuBackend final : public Backend<T> {
         update_cells(dir, t, block, block + 1, step_gates, ldc);
       };
       if (!weights().balanced) {
-        const auto [b0, b1] = self.shares_[static_cast<size_t>(thread)].blocks[dir];
+        const auto [b0, b1] = self.split_.shares[static_cast<size_t>(thread)].blocks[dir];
         for (int64_t i = 0; i < b1 - b0; ++i) run_block(thread, backwards ? b1 - 1 - i : b0 + i);
         return;
       }
@@ -651,7 +516,7 @@ class CpuBackend final : public Backend<T> {
     // last one when `backwards`), or -1. Every block of step q is claimed before any thread passes
     // the step's barrier, so the counter stands at q * blocks when the step starts.
     int64_t claim(int owner, int64_t dir, int64_t q, bool backwards) const {
-      const auto [b0, b1] = self.shares_[static_cast<size_t>(owner)].blocks[dir];
+      const auto [b0, b1] = self.split_.shares[static_cast<size_t>(owner)].blocks[dir];
       std::atomic<int64_t>& counter = self.claims_[static_cast<size_t>(owner * 2 + dir)].claimed;
       const int64_t blocks = b1 - b0;
       int64_t seen = counter.load(std::memory_order_relaxed);
@@ -674,8 +539,8 @@ class CpuBackend final : public Backend<T> {
         T* hidden = projected ? self.projected_input_.data() + (dir * batch + n) * H
                               : output + output_rows.offset(t) + n * output_rows.row_stride + dir * P;
         for (int64_t b = b0; b < b1; ++b) {
-          const int64_t unit = self.blocks_[dir].start(b);
-          update_cell(step_gates + n * ldc + 4 * unit, self.blocks_[dir].width(b), cell + unit, hidden + unit);
+          const int64_t unit = self.split_.blocks[dir].start(b);
+          update_cell(step_gates + n * ldc + 4 * unit, self.split_.blocks[dir].width(b), cell + unit, hidden + unit);
         }
       }
     }
@@ -708,9 +573,7 @@ class CpuBackend final : public Backend<T> {
 
   LstmConfig config_;
   ThreadPool pool_;
-  GateBlocks blocks_[2];  // per direction
-  std::vector<ThreadShare> shares_;
-  bool step_barriers_ = false;  // whether a direction's step is shared between threads
+  WorkSplit split_;
   std::vector<ClaimCounter> claims_;  // (thread, direction), for balanced layers
   std::vector<PreparedLayer> layers_;
   std::vector<AlignedVector<T>> scratch_;  // per thread

@@ -2,8 +2,8 @@
 // Storage for packed weights. Blocks of 2 MB and more start on a 2 MB boundary and are offered to
 // the kernel for transparent huge pages (Linux's "madvise" mode, the default of many
 // distributions, gives them only to memory that asks): the weights that a recurrent step streams
-// from beyond L2 then take a TLB miss per 2 MB instead of per 4 KB (a product over 8 MB of
-// weights: ~4 % faster, paired A/B). Elsewhere, and for smaller blocks, 64-byte alignment only.
+// from beyond L2 then take a TLB miss per 2 MB instead of per 4 KB. Elsewhere, and for smaller
+// blocks, 64-byte alignment only.
 #include <cstddef>
 #include <cstdlib>
 #if defined(_WIN32)

@@ -1,9 +1,9 @@
 #pragma once
 // Float products C += A * B with A (the weights) packed once, on AVX-512 or AVX2 + FMA. Same
 // contract as the Eigen-based PackedWeights in packed_gemm.hpp, which it replaces for float in the
-// AVX-512 and AVX2 cores. Eigen 3.4's AVX-512 micro-kernel (48 x 4) reaches ~60 % of the FMA peak
-// on these shapes, this one (48 x 8: 24 accumulators of the 32 registers, so that every weight
-// vector loaded from cache feeds 8 FMAs) ~75-80 %. With AVX2's 16 registers the panel is Eigen's
+// AVX-512 and AVX2 cores. On AVX-512 the micro-kernel is 48 x 8 (24 accumulators of the 32
+// registers), so that every weight vector loaded from cache feeds 8 FMAs where Eigen's 48 x 4 feeds
+// 4 (BENCHMARKS.md has the rates). With AVX2's 16 registers the panel is Eigen's
 // own shape (24 x 4: 12 accumulators), but column counts that are not a multiple of 4 (the
 // shrinking batch of packed input) keep whole-panel kernels, where Eigen's GEBP falls back to one
 // column at a time.
@@ -39,7 +39,7 @@ struct Avx512 {
   static constexpr Index kLanes = 16;
   static constexpr int kCols = 8;
   static constexpr Index kRowBlockBytes = 512 * 1024;  // the A rows multiplied together stay in L2
-  static constexpr bool kPrefetchStreams = false;      // measured slower with (S2)
+  static constexpr bool kPrefetchStreams = false;      // a 2 MB L2 holds what streams: prefetch only adds loads
 };
 #endif
 
@@ -52,7 +52,7 @@ struct Avx2 {
   static constexpr Index kLanes = 8;
   static constexpr int kCols = 4;
   static constexpr Index kRowBlockBytes = 256 * 1024;  // half of Zen 3's L2
-  static constexpr bool kPrefetchStreams = true;       // S2 ~10 % faster with
+  static constexpr bool kPrefetchStreams = true;       // a 512 KB L2 does not: streams come from L3
 };
 #endif
 
@@ -61,7 +61,8 @@ constexpr Index kMaxDepthBlock = 512;        // a B panel (kc x kCols) stays in 
 // Weights beyond this many bytes are assumed not to be in L2 when a product starts: its first
 // pass over them prefetches ahead, where there are enough columns to make the pass compute-bound.
 // With fewer the loads stream; they prefetch where Isa::kPrefetchStreams says so and the weights
-// exceed half the core's L2, so come from L3 at every step (S7's, in a 2 MiB L2: 25 % slower with).
+// exceed half the core's L2, so come from L3 at every step (where they fit, prefetching them only
+// adds loads).
 constexpr Index kPrefetchMinBytes = 256 * 1024;
 constexpr Index kPrefetchMinColumns = 4;
 constexpr Index kPrefetchAhead = 24 * 48;  // floats: ~300 cycles of either full panel
@@ -318,9 +319,7 @@ class PackedWeights {
   // multiply_rows over weights that come from beyond L2, with several column panels: a row panel
   // at a time through all of them (it comes from L3 once and is reused from L1/L2), each kernel
   // prefetching its share of the panel multiplied next, so that the trip to L3 overlaps the
-  // arithmetic instead of stalling a first pass over the weights (measured: the product of S4's
-  // step, 8 MB per thread and 64 columns, 10-16 % faster alone; S4 4-8 % faster, S3 at 1 thread
-  // 2-7 %).
+  // arithmetic instead of stalling a first pass over the weights.
   void multiply_spread(const float* packed, Index n, Index r0, Index r1, float* c, Index ldc, Index then) const {
     const Index column_panels = (n + kPanelCols - 1) / kPanelCols;
     for (Index k2 = 0; k2 < k_; k2 += kc_) {

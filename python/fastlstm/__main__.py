@@ -1,5 +1,6 @@
 """``python -m fastlstm``: build facts, a default model timed (and checked against torch when it is
-installed). ``python -m fastlstm bench [...]`` runs the benchmark (fastlstm.benchmark)."""
+installed). ``python -m fastlstm bench [...]`` runs the benchmark (fastlstm.bench), which only
+that command and the default model's timing import."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from typing import Optional, Sequence
 import numpy as np
 
 import fastlstm
-from fastlstm import benchmark
 
 # The default model: 2-layer bidirectional LSTM, 256 -> 512, batch 8, 100 steps, float32.
 INPUT, HIDDEN, LAYERS, BATCH, STEPS = 256, 512, 2, 8, 100
@@ -27,7 +27,10 @@ def self_check(threads: Optional[int], repeats: int) -> int:
     print(f"  threads       {threads or info['default_threads']} (default {info['default_threads']})")
     print(f"  CUDA          {'available' if fastlstm.cuda_available() else 'not available'} ({info['cuda']})")
 
-    torch = benchmark.import_torch()
+    from fastlstm.bench.peers import import_torch
+    from fastlstm.bench.timing import interleaved
+
+    torch = import_torch()
     rng = np.random.default_rng(0)
     x = rng.standard_normal((STEPS, BATCH, INPUT), dtype=np.float32)
     if torch is not None:
@@ -59,7 +62,7 @@ def self_check(threads: Optional[int], repeats: int) -> int:
         fns["torch"] = run_torch
         run_torch()
 
-    timings = benchmark.interleaved(fns, repeats, min_time=0.0)
+    timings = interleaved(fns, repeats, min_time=0.0)
     ms = {name: t["median_s"] * 1e3 for name, t in timings.items()}
     print(f"\n  {'':10s}" + "".join(f"{name:>12s}" for name in ms))
     print(f"  {'ms/call':10s}" + "".join(f"{v:12.2f}" for v in ms.values()) + f"   (median of {repeats})")
@@ -100,16 +103,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--cmake-dir", action="store_true",
                         help="print the folder of fastlstm's CMake package (pass it as fastlstm_DIR) and exit")
     sub = parser.add_subparsers(dest="command", metavar="{bench}")
-    bench = sub.add_parser(
-        "bench", help="benchmark against torch and ONNX Runtime (see: bench --help)",
-        description=benchmark.__doc__.split("\n\n")[0],
-    )
-    benchmark.add_arguments(bench)
+    sub.add_parser("bench", help="benchmark against torch and ONNX Runtime (see: bench --help)", add_help=False)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        from fastlstm import bench  # the harness, imported for this command only
+
+        return bench.main(argv[1:], prog="python -m fastlstm bench")
     args = parser.parse_args(argv)
     if args.cmake_dir:
         return print_cmake_dir()
-    if args.command == "bench":
-        return benchmark.run(args)
     if args.threads is not None and args.threads < 1:
         parser.error("--threads must be >= 1")
     if args.repeats < 1:

@@ -21,7 +21,9 @@ import numpy as np
 
 import fastlstm
 
-from .benchmark import GPU_CASES, Case, Progress, interleaved, machine_info
+from .cases import GPU_CASES, Case
+from .report import Progress, machine_info
+from .timing import interleaved
 
 TOLERANCE = 1e-4
 
