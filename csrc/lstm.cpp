@@ -336,6 +336,14 @@ void Lstm<T>::step(TensorView<const T> input_t, State& state, TensorView<T> outp
 }
 
 template <typename T>
+Tensor<T> Lstm<T>::step(TensorView<const T> input_t, State& state) const {
+  check_stream_state(state);
+  Tensor<T> output({state.batch_size(), config().output_size()});
+  step(input_t, state, output.view());
+  return output;
+}
+
+template <typename T>
 Tensor<T> Lstm<T>::forward(TensorView<const T> chunk, State& state) const {
   const LstmConfig& cfg = config();
   check_stream_state(state);

@@ -12,6 +12,7 @@
 #include <variant>
 #include <vector>
 
+#include "config_conversion.hpp"
 #include "../cuda/cuda_lstm.hpp"
 #include "dlpack_abi.hpp"
 #include "fastlstm/fastlstm.hpp"
@@ -250,26 +251,16 @@ template <typename T>
 void bind_engine(py::module_& m, const char* name) {
   using Engine = cuda::CudaLstm<T>;
   py::class_<Engine>(m, name)
-      .def(py::init([](int64_t input_size, int64_t hidden_size, int64_t num_layers, bool bias, bool batch_first,
-                       bool bidirectional, int64_t proj_size, int device, bool allow_tf32, bool use_graphs) {
-             fastlstm::LstmConfig config;
-             config.input_size = input_size;
-             config.hidden_size = hidden_size;
-             config.num_layers = num_layers;
-             config.bias = bias;
-             config.batch_first = batch_first;
-             config.bidirectional = bidirectional;
-             config.proj_size = proj_size;
+      .def(py::init([](const py::dict& config, int device, bool allow_tf32, bool use_graphs) {
+             const fastlstm::LstmConfig lstm_config = fastlstm::python::config_from_dict(config);
              cuda::CudaOptions options;
              options.device = device;
              options.allow_tf32 = allow_tf32;
              options.use_graphs = use_graphs;
              py::gil_scoped_release release;
-             return std::make_unique<Engine>(config, options);
+             return std::make_unique<Engine>(lstm_config, options);
            }),
-           py::arg("input_size"), py::arg("hidden_size"), py::arg("num_layers"), py::arg("bias"),
-           py::arg("batch_first"), py::arg("bidirectional"), py::arg("proj_size"), py::arg("device"),
-           py::arg("allow_tf32"), py::arg("use_graphs"))
+           py::arg("config"), py::arg("device"), py::arg("allow_tf32"), py::arg("use_graphs"))
       .def_property_readonly("stream_handle", &Engine::stream_handle)
       .def_property_readonly("graph_launches", &Engine::graph_launches)
       .def_property_readonly("device", [](const Engine& e) { return e.options().device; })

@@ -12,9 +12,11 @@
 #include <string>
 #include <vector>
 
+#include "config_conversion.hpp"
 #include "fastlstm/fastlstm.hpp"
 
 namespace py = pybind11;
+using fastlstm::python::config_dict;
 
 namespace {
 
@@ -67,12 +69,13 @@ fastlstm::TensorView<const T> as_batch_of_one(fastlstm::TensorView<const T> row)
   return row;
 }
 
-// Hands a result buffer to NumPy: the array owns the Tensor through a capsule.
+// Hands a result buffer to NumPy: the array owns the Tensor through a capsule. `shape`, when
+// given, is another shape of as many elements.
 template <typename T>
-py::array to_numpy(fastlstm::Tensor<T>&& tensor) {
+py::array to_numpy(fastlstm::Tensor<T>&& tensor, const std::vector<int64_t>& shape = {}) {
   auto* owned = new fastlstm::Tensor<T>(std::move(tensor));
   py::capsule owner(owned, [](void* p) { delete static_cast<fastlstm::Tensor<T>*>(p); });
-  return py::array_t<T>(owned->shape(), owned->data(), owner);
+  return py::array_t<T>(shape.empty() ? owned->shape() : shape, owned->data(), owner);
 }
 
 // Hands a parameter's values to NumPy, as to_numpy hands a Tensor.
@@ -103,18 +106,6 @@ std::optional<fastlstm::StateView<T>> to_state(const std::optional<py::array>& h
   return fastlstm::StateView<T>{to_view<T>(*h0, "h_0"), to_view<T>(*c0, "c_0")};
 }
 
-py::dict config_dict(const fastlstm::LstmConfig& config) {
-  py::dict result;
-  result["input_size"] = config.input_size;
-  result["hidden_size"] = config.hidden_size;
-  result["num_layers"] = config.num_layers;
-  result["bias"] = config.bias;
-  result["batch_first"] = config.batch_first;
-  result["bidirectional"] = config.bidirectional;
-  result["proj_size"] = config.proj_size;
-  result["dropout"] = config.dropout;
-  return result;
-}
 
 template <typename T>
 void bind_engine(py::module_& m, const char* name) {
@@ -125,22 +116,10 @@ void bind_engine(py::module_& m, const char* name) {
       .def_property_readonly("c", [](py::object self) { return state_view(self, self.cast<State&>().c); });
 
   py::class_<Engine>(m, name)
-      .def(py::init([](int64_t input_size, int64_t hidden_size, int64_t num_layers, bool bias, bool batch_first,
-                       bool bidirectional, int64_t proj_size, int num_threads, double dropout) {
-             fastlstm::LstmConfig config;
-             config.input_size = input_size;
-             config.hidden_size = hidden_size;
-             config.num_layers = num_layers;
-             config.bias = bias;
-             config.batch_first = batch_first;
-             config.bidirectional = bidirectional;
-             config.proj_size = proj_size;
-             config.dropout = dropout;
-             return Engine(config, num_threads);
+      .def(py::init([](const py::dict& config, int num_threads) {
+             return Engine(fastlstm::python::config_from_dict(config), num_threads);
            }),
-           py::arg("input_size"), py::arg("hidden_size"), py::arg("num_layers"), py::arg("bias"),
-           py::arg("batch_first"), py::arg("bidirectional"), py::arg("proj_size"), py::arg("num_threads"),
-           py::arg("dropout") = 0.0)
+           py::arg("config"), py::arg("num_threads"))
       .def_property_readonly("num_threads", &Engine::num_threads)
       .def(
           "parameter_shapes",
@@ -225,8 +204,14 @@ void bind_engine(py::module_& m, const char* name) {
              auto input = to_view<T>(readable<T>(input_t), "input_t");
              if (row) input = as_batch_of_one(input);
              if (!output_t) {
-               const int64_t width = engine.config().output_size();
-               output_t = row ? py::array_t<T>(width) : py::array_t<T>({input.shape[0], width});
+               fastlstm::Tensor<T> output;
+               {
+                 py::gil_scoped_release release;
+                 output = engine.step(input, state);
+               }
+               if (!row) return to_numpy(std::move(output));
+               const std::vector<int64_t> shape{output.shape()[1]};  // the row's own rank
+               return to_numpy(std::move(output), shape);
              }
              if (!output_t->writeable()) throw py::value_error("output_t: must be writeable");
              auto output = to_view<T>(*output_t, "output_t");

@@ -204,8 +204,10 @@ class LSTM:
         dt = resolve_dtype(dtype)
         if engine is None:
             engine = _ENGINES[dt](
-                input_size, hidden_size, num_layers, bias, batch_first, bidirectional, proj_size,
-                threads, float(dropout),
+                dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, bias=bias,
+                     batch_first=batch_first, bidirectional=bidirectional, proj_size=proj_size,
+                     dropout=float(dropout)),
+                threads,
             )
         # The attributes are the engine's configuration, whatever built it: one source of truth.
         d = self.__dict__  # plain attributes, set around __setattr__'s parameter handling
@@ -263,8 +265,7 @@ class LSTM:
             raise ValueError(f"device: cuda:{index} does not exist ({_cuda_runtime.device_count()} CUDA device(s))")
         engine_class = mod.LstmFloat32 if self._dtype == np.float32 else mod.LstmFloat64
         engine = engine_class(
-            self.input_size, self.hidden_size, self.num_layers, self.bias, self.batch_first, self.bidirectional,
-            self.proj_size, index, allow_tf32, os.environ.get("FASTLSTM_CUDA_GRAPHS", "1") != "0",
+            self._engine.config, index, allow_tf32, os.environ.get("FASTLSTM_CUDA_GRAPHS", "1") != "0",
         )
         engine.set_weights(list(self.named_parameters()))
         self.__dict__["_device_engine"] = engine

@@ -45,6 +45,24 @@ TEST_CASE("stream: step by step equals one forward over the whole sequence, fina
   check_close(state.c, as_double(full.c_n), 1e-6);
 }
 
+TEST_CASE("stream: a step that allocates its output gives what a step into the caller's buffer gives") {
+  const LstmConfig config = make_config(4, 8, 2, false, 3);
+  const Lstm<float> model(random_weights<float>(config, 23), 2);
+  const int64_t N = 2;
+  const auto x = random_values<float>(static_cast<size_t>(3 * N * 4), 24);
+  auto into_buffer = model.make_state(N), allocating = model.make_state(N);
+  std::vector<float> expected(static_cast<size_t>(N * 3));
+  for (int64_t t = 0; t < 3; ++t) {
+    const TensorView<const float> x_t(x.data() + t * N * 4, {N, 4});
+    model.step(x_t, into_buffer, TensorView<float>(expected.data(), {N, 3}));
+    const fastlstm::Tensor<float> output = model.step(x_t, allocating);
+    CHECK(output.shape() == shape({N, 3}));
+    CHECK(std::equal(expected.begin(), expected.end(), output.data()));
+  }
+  CHECK_THROWS_WITH_AS(model.step(TensorView<const float>(x.data(), {N, 3}), allocating), doctest::Contains("input_t"),
+                       InvalidArgument);
+}
+
 TEST_CASE("stream: chunks of any length equal one forward") {
   const LstmConfig config = make_config(4, 8);
   const Lstm<float> model(random_weights<float>(config, 31), 2);

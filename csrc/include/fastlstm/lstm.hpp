@@ -118,6 +118,8 @@ class Lstm {
   // `state`. Allocates nothing once the model has run a step of this size. Throws
   // InvalidArgument for wrong shapes and for buffers that share memory.
   void step(TensorView<const T> input_t, State& state, TensorView<T> output_t) const;
+  // The same step, its output (N, H_out) allocated here.
+  Tensor<T> step(TensorView<const T> input_t, State& state) const;
 
   // Several steps: chunk (L, N, H_in), or (N, L, H_in) with batch_first; returns the output
   // (L, N, H_out), or (N, L, H_out), and advances `state`. Feeding a sequence in chunks gives
