@@ -63,3 +63,11 @@ def as_float_array(value: Any, name: str) -> np.ndarray:
         if not (kind.startswith("torch.") and ("bfloat16" in kind or "float8" in kind) and hasattr(value, "float")):
             raise
     return as_array(value.detach().float(), name)
+
+
+def check_dtype(array: Any, dtype: np.dtype, name: str) -> None:
+    """TypeError naming `name` unless `array` has the model's dtype: fastlstm never casts silently."""
+    if array.dtype != dtype:
+        raise TypeError(
+            f"{name}: expected dtype {dtype} (the model's dtype; fastlstm does not cast silently), got {array.dtype}"
+        )

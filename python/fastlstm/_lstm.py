@@ -13,7 +13,7 @@ import numpy as np
 
 from . import _cuda_runtime, _model_file
 from ._native import core as _core
-from ._arrays import as_array, as_float_array, engine_compatible, resolve_dtype
+from ._arrays import as_array, as_float_array, check_dtype, engine_compatible, resolve_dtype
 from ._errors import InputError
 from ._sizes import check_size
 from ._packing import PackedSequence, as_packed_sequence, is_packed_sequence
@@ -446,7 +446,7 @@ class LSTM:
         model's dtype, the configuration (dropout too) as strings in its metadata. The file
         loads with ``LSTM.load``, C++'s ``fastlstm::Lstm<T>::load`` or any safetensors reader.
         Written to a temporary file renamed over ``path``: a failed save leaves no partial file."""
-        _model_file.save(self, path)
+        self._engine.save(os.fspath(path))
 
     @classmethod
     def load(
@@ -463,7 +463,8 @@ class LSTM:
         metadata must agree with the tensors. dtype defaults to the file's; F32 and F64 tensors
         are cast to it. Raises ValueError naming the file for a malformed file or one without such
         an LSTM, OSError when the file cannot be read."""
-        return _model_file.load(cls, path, prefix, num_threads, dtype)
+        file = _model_file.open_model_file(path, prefix)  # one open file: header, dtype and weights
+        return cls._for_weights(file.config, file.dtype if dtype is None else dtype, num_threads, file)
 
     @classmethod
     def from_state_dict(
@@ -480,7 +481,10 @@ class LSTM:
         taken from the keys ``prefix + name`` of a larger network's state_dict (e.g.
         ``"encoder.rnn."``). batch_first is False. dtype defaults to float64 when every tensor is
         float64, else float32. Raises ValueError naming a missing, unexpected or misshaped key."""
-        return _model_file.from_state_dict(cls, state_dict, prefix, dtype, num_threads)
+        config, arrays, weights_dtype = _model_file.lstm_in_state_dict(state_dict, prefix)
+        model = cls._for_weights(config, weights_dtype if dtype is None else resolve_dtype(dtype), num_threads)
+        model._set_parameters(arrays, cast=True)
+        return model
 
     # ----------------------------------------------------------------------------- forward
     # NumPy in, NumPy out. A PackedSequence gives one back and GPU arrays give arrays of their own
@@ -548,7 +552,7 @@ class LSTM:
                 "stream: needs a unidirectional model; the reverse direction of a bidirectional LSTM "
                 "needs the whole sequence"
             )
-        return LSTMStream(self, batch_size)
+        return LSTMStream(self, self._engine, batch_size)
 
     def _forward_packed(self, input: Any, hx: Optional[Tuple[ArrayLike, ArrayLike]]):
         packed = as_packed_sequence(input)
@@ -634,11 +638,7 @@ class LSTM:
         return output, (h_n, c_n)
 
     def _check_dtype(self, array: np.ndarray, name: str) -> None:
-        if array.dtype != self._dtype:
-            raise TypeError(
-                f"{name}: expected dtype {self._dtype} (the model's dtype; fastlstm does not cast "
-                f"silently), got {array.dtype}"
-            )
+        check_dtype(array, self._dtype, name)
 
     def _check_hx(self, hx: Any, batched: bool, batch: int, reader: Any = None) -> Tuple[np.ndarray, np.ndarray]:
         if not isinstance(hx, (tuple, list)) or len(hx) != 2:

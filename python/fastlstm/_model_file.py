@@ -1,21 +1,18 @@
-"""Models from files and state_dicts: LSTM.save, LSTM.load and LSTM.from_state_dict.
+"""Models from files and state_dicts: what LSTM.load and LSTM.from_state_dict read.
 
-The compiled core reads and writes the file (safetensors) and infers the configuration from
-tensor names and shapes; this module only moves arrays between it and the LSTM class.
+The compiled core reads the file (safetensors) and infers the configuration from tensor names and
+shapes; this module only moves arrays between it and the caller.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Type
+from typing import Any, Dict, Mapping, Tuple
 
 import numpy as np
 
 from ._native import core as _core
-from ._arrays import as_array, resolve_dtype
-
-if TYPE_CHECKING:
-    from ._lstm import LSTM
+from ._arrays import as_array
 
 
 def _check_prefix(prefix: Any) -> str:
@@ -24,20 +21,15 @@ def _check_prefix(prefix: Any) -> str:
     return prefix
 
 
-def save(model: "LSTM", path: Any) -> None:
-    model._engine.save(os.fspath(path))
+def open_model_file(path: Any, prefix: Any) -> Any:
+    """The model file at `path`, opened once (a ``ModelFileReader``: ``config``, ``dtype``, and the
+    tensors read from the same open file), its LSTM under `prefix`."""
+    return _core.ModelFileReader(os.fspath(path), _check_prefix(prefix))
 
 
-def load(cls: "Type[LSTM]", path: Any, prefix: str, num_threads: Optional[int], dtype: Any) -> "LSTM":
-    # One open file gives the configuration, the dtype and the weights: a file replaced meanwhile
-    # cannot mix two versions.
-    file = _core.ModelFileReader(os.fspath(path), _check_prefix(prefix))
-    return cls._for_weights(file.config, file.dtype if dtype is None else dtype, num_threads, file)
-
-
-def from_state_dict(
-    cls: "Type[LSTM]", state_dict: Mapping[str, Any], prefix: str, dtype: Any, num_threads: Optional[int]
-) -> "LSTM":
+def lstm_in_state_dict(state_dict: Mapping[str, Any], prefix: Any) -> Tuple[dict, Dict[str, np.ndarray], np.dtype]:
+    """(configuration, {parameter name: array}, dtype) of the LSTM under `prefix` in a state_dict:
+    float64 when every tensor is, else float32."""
     if not isinstance(state_dict, Mapping):
         raise TypeError(f"state_dict: expected a mapping of names to arrays, got {type(state_dict).__name__}")
     prefix = _check_prefix(prefix)
@@ -47,13 +39,9 @@ def from_state_dict(
     for key, value in state_dict.items():
         if not isinstance(key, str):
             continue
-        mine = key.startswith(prefix) and "." not in key[len(prefix):]
-        shapes[key] = tuple(as_array(value, key).shape) if mine else ()
+        under_prefix = key.startswith(prefix) and "." not in key[len(prefix):]
+        shapes[key] = tuple(as_array(value, key).shape) if under_prefix else ()
     config, keys = _core.infer_lstm(shapes, prefix)
     arrays = {name: as_array(state_dict[key], key) for name, key in keys}
-    if dtype is None:
-        all_f64 = all(array.dtype == np.float64 for array in arrays.values())
-        dtype = np.float64 if all_f64 else np.float32
-    model = cls._for_weights(config, resolve_dtype(dtype), num_threads)
-    model._set_parameters(arrays, cast=True)
-    return model
+    all_f64 = all(array.dtype == np.float64 for array in arrays.values())
+    return config, arrays, np.dtype(np.float64 if all_f64 else np.float32)

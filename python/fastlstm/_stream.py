@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional, Tuple
+from typing import Any, Optional, Protocol, Tuple
 
 import numpy as np
 
-from ._arrays import as_array, engine_compatible
+from ._arrays import as_array, check_dtype, engine_compatible
 from ._errors import InputError
 from ._sizes import check_size
 
-if TYPE_CHECKING:
-    from ._lstm import LSTM
+class StreamedModel(Protocol):
+    """What a stream reads of its model: the public configuration (fastlstm.LSTM has it)."""
+
+    input_size: int
+    hidden_size: int
+    proj_size: int
+    batch_first: bool
+
+    @property
+    def dtype(self) -> np.dtype: ...
 
 
 class LSTMStream:
@@ -29,12 +37,14 @@ class LSTMStream:
         >>> stream.reset()
     """
 
-    def __init__(self, lstm: "LSTM", batch_size: int = 1) -> None:
+    def __init__(self, lstm: StreamedModel, engine: Any, batch_size: int = 1) -> None:
+        """`engine`: the model's compiled CPU engine, which the model hands over (and which stays the
+        same object for the model's lifetime)."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 0:
             raise ValueError(f"batch_size: expected an int >= 0, got {batch_size!r}")
         check_size(int(batch_size), "batch_size")
         self._lstm = lstm
-        self._engine = lstm._engine  # the CPU engine: the same object for the model's lifetime
+        self._engine = engine
         self._state = self._engine.make_state(int(batch_size))  # raises for bidirectional models
         self._batch = int(batch_size)
         self._h_out = lstm.proj_size or lstm.hidden_size
@@ -65,7 +75,7 @@ class LSTMStream:
         """step for every other input: converted and checked, errors naming what is wrong."""
         x = x_t if type(x_t) is np.ndarray else as_array(x_t, "x_t")
         if x.dtype != self._dtype:
-            self._lstm._check_dtype(x, "x_t")
+            check_dtype(x, self._dtype, "x_t")
         single = x.ndim == 1 and self._batch == 1
         if single:
             x = x[None]
@@ -135,7 +145,7 @@ class LSTMStream:
         for name, array, target in (("h", h, self._state.h), ("c", c, self._state.c)):
             if array.shape != target.shape:
                 raise InputError(f"state: expected {name} of shape {target.shape}, got {array.shape}")
-            self._lstm._check_dtype(array, name)
+            check_dtype(array, self._dtype, name)
         self._state.h[...] = h
         self._state.c[...] = c
 
@@ -146,7 +156,7 @@ class LSTMStream:
 
     def _input(self, value: Any, name: str) -> np.ndarray:
         x = as_array(value, name)
-        self._lstm._check_dtype(x, name)
+        check_dtype(x, self._dtype, name)
         return x
 
     def __repr__(self) -> str:
