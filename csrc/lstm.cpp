@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "arguments.hpp"
 #include "backend.hpp"
 #include "checked_size.hpp"
 #include "fork_safety.hpp"
@@ -16,70 +17,16 @@
 #include "fastlstm/version.hpp"
 
 namespace fastlstm {
-namespace {
 
-[[noreturn]] void invalid(const std::string& message) { throw InvalidArgument(message); }
-
-// The offset, in elements, of a non-empty view's last element from its first.
-template <typename T>
-int64_t last_offset(const TensorView<const T>& view) {
-  int64_t last = 0;
-  for (int d = 0; d < view.rank; ++d) {
-    last += (view.shape[static_cast<size_t>(d)] - 1) * view.strides[static_cast<size_t>(d)];
-  }
-  return last;
-}
-
-// Extents and strides non-negative, and the memory the view spans countable: every offset into
-// it is then computed without overflow.
-template <typename T>
-void check_view(const TensorView<const T>& view, const char* name) {
-  if (view.rank < 0 || view.rank > TensorView<const T>::kMaxRank) {
-    invalid(std::string(name) + ": rank must be in [0, " + std::to_string(TensorView<const T>::kMaxRank) + "]");
-  }
-  int64_t numel = 1, last = 0;
-  for (int d = 0; d < view.rank; ++d) {
-    const int64_t extent = view.shape[static_cast<size_t>(d)], stride = view.strides[static_cast<size_t>(d)];
-    if (extent < 0) invalid(std::string(name) + ": negative extent");
-    if (stride < 0) invalid(std::string(name) + ": negative stride");
-    numel = checked_mul(numel, extent, name);
-    if (extent > 0) last = checked_add(last, checked_mul(extent - 1, stride, name), name);
-  }
-  if (!view.data && numel > 0) invalid(std::string(name) + ": null data pointer");
-}
-
-// The bytes [first, last] that a non-empty, checked view spans.
-template <typename T>
-std::pair<uintptr_t, uintptr_t> span_of(const TensorView<const T>& view) {
-  const auto first = reinterpret_cast<uintptr_t>(view.data);
-  return {first, first + static_cast<uintptr_t>(last_offset(view)) * sizeof(T) + sizeof(T) - 1};
-}
-
-// The states a call returns, (D * num_layers, batch, max(H_out, hidden_size)), must be countable:
-// a batch that is small next to the input's steps can still be large next to the layers.
-void check_state_size(const LstmConfig& config, int64_t batch, const char* name) {
-  checked_mul(checked_mul(config.num_directions() * config.num_layers, batch, name), config.hidden_size, name);
-}
-
-template <typename T>
-void check_state(const StateView<T>& state, const LstmConfig& config, int64_t batch) {
-  const int64_t layers = config.num_directions() * config.num_layers;
-  const std::vector<int64_t> h_shape{layers, batch, config.output_size()};
-  const std::vector<int64_t> c_shape{layers, batch, config.hidden_size};
-  auto check = [](const TensorView<const T>& view, const std::vector<int64_t>& expected, const char* name) {
-    check_view(view, name);
-    bool ok = view.rank == 3;
-    for (int d = 0; ok && d < 3; ++d) ok = view.shape[static_cast<size_t>(d)] == expected[static_cast<size_t>(d)];
-    if (!ok) {
-      invalid(std::string(name) + ": expected shape " + shape_string(expected) + ", got " + shape_string(view));
-    }
-  };
-  check(state.h, h_shape, "h_0");
-  check(state.c, c_shape, "c_0");
-}
-
-}  // namespace
-
+using arguments::check_padded_input;
+using arguments::check_state;
+using arguments::check_state_size;
+using arguments::check_view;
+using arguments::invalid;
+using arguments::output_shape;
+using arguments::padded_request;
+using arguments::PaddedInput;
+using arguments::span_of;
 
 namespace {
 int resolve_threads(int num_threads) {
@@ -197,57 +144,6 @@ void Lstm<T>::set_weights(const LstmWeights<T>& weights) {
   prepare();
 }
 
-namespace {
-
-// A padded batch (L, N, H_in), or (N, L, H_in) with batch_first: its steps and rows, validated.
-struct PaddedInput {
-  int64_t steps = 0;
-  int64_t batch = 0;
-};
-
-template <typename T>
-PaddedInput check_padded_input(const TensorView<const T>& input, const LstmConfig& cfg, const char* name) {
-  check_view(input, name);
-  if (input.rank != 3) {
-    invalid(std::string(name) + ": expected 3 dimensions " + (cfg.batch_first ? "(N, L, H_in)" : "(L, N, H_in)") +
-            ", got " + std::to_string(input.rank));
-  }
-  if (input.shape[2] != cfg.input_size) {
-    invalid(std::string(name) + ": expected size(-1) == input_size = " + std::to_string(cfg.input_size) +
-            ", got " + std::to_string(input.shape[2]));
-  }
-  PaddedInput shape{input.shape[cfg.batch_first ? 1 : 0], input.shape[cfg.batch_first ? 0 : 1]};
-  if (shape.steps < 1) invalid(std::string(name) + ": the sequence length must be at least 1, got 0");
-  checked_mul(checked_mul(shape.steps, shape.batch, name), cfg.num_directions() * 4 * cfg.hidden_size, name);
-  return shape;
-}
-
-// The request for a padded batch, its output written to `output` in the input's layout convention.
-template <typename T>
-ForwardRequest<T> padded_request(const TensorView<const T>& input, PaddedInput shape, const LstmConfig& cfg,
-                                 T* output) {
-  const int time_dim = cfg.batch_first ? 1 : 0, batch_dim = cfg.batch_first ? 0 : 1;
-  const int64_t out_width = cfg.num_directions() * cfg.output_size();
-  ForwardRequest<T> request;
-  request.batch_sizes = {shape.steps, shape.batch, nullptr};
-  request.input = input.data;
-  request.input_rows.time_stride = input.strides[static_cast<size_t>(time_dim)];
-  request.input_rows.row_stride = input.strides[static_cast<size_t>(batch_dim)];
-  request.input_feature_stride = input.strides[2];
-  request.output = output;
-  request.output_rows.row_stride = cfg.batch_first ? shape.steps * out_width : out_width;
-  request.output_rows.time_stride = cfg.batch_first ? out_width : shape.batch * out_width;
-  return request;
-}
-
-template <typename T>
-std::vector<int64_t> output_shape(PaddedInput shape, const LstmConfig& cfg) {
-  const int64_t out_width = cfg.num_directions() * cfg.output_size();
-  return cfg.batch_first ? std::vector<int64_t>{shape.batch, shape.steps, out_width}
-                         : std::vector<int64_t>{shape.steps, shape.batch, out_width};
-}
-
-}  // namespace
 
 template <typename T>
 LstmOutput<T> Lstm<T>::forward(TensorView<const T> input, const StateView<T>* initial_state) const {
