@@ -14,9 +14,10 @@ namespace {
 }  // namespace
 
 void LstmConfig::validate() const {
-  if (input_size < 1) invalid("input_size must be greater than zero, got " + std::to_string(input_size));
-  if (hidden_size < 1) invalid("hidden_size must be greater than zero, got " + std::to_string(hidden_size));
-  if (num_layers < 1) invalid("num_layers must be greater than zero, got " + std::to_string(num_layers));
+  // torch.nn.LSTM's messages, word for word: the Python class raises what torch raises.
+  if (input_size < 1) invalid("input_size must be greater than zero");
+  if (hidden_size < 1) invalid("hidden_size must be greater than zero");
+  if (num_layers < 1) invalid("num_layers must be greater than zero");
   if (proj_size < 0) invalid("proj_size should be a positive integer or zero to disable projections");
   if (proj_size >= hidden_size) invalid("proj_size has to be smaller than hidden_size");
   if (!(dropout >= 0 && dropout <= 1)) {  // NaN too

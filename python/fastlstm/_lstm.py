@@ -176,20 +176,12 @@ class LSTM:
         bias = _check_bool(bias, "bias")
         batch_first = _check_bool(batch_first, "batch_first")
         bidirectional = _check_bool(bidirectional, "bidirectional")
+        # Types are checked here (the engine takes only ints and bools); values by the engine,
+        # whose messages are torch's.
         input_size = _check_int(input_size, "input_size")
-        if input_size <= 0:
-            raise ValueError("input_size must be greater than zero")
         hidden_size = _check_int(hidden_size, "hidden_size")
-        if hidden_size <= 0:
-            raise ValueError("hidden_size must be greater than zero")
         num_layers = _check_int(num_layers, "num_layers")
-        if num_layers <= 0:
-            raise ValueError("num_layers must be greater than zero")
         proj_size = _check_int(proj_size, "proj_size")
-        if proj_size < 0:
-            raise ValueError("proj_size should be a positive integer or zero to disable projections")
-        if proj_size >= hidden_size:
-            raise ValueError("proj_size has to be smaller than hidden_size")
         if dropout > 0 and num_layers == 1:
             warnings.warn(
                 "dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
@@ -518,11 +510,7 @@ class LSTM:
         x = as_array(input, "input")
         if x.ndim not in (2, 3):
             raise InputError(f"LSTM: Expected input to be 2D or 3D, got {x.ndim}D instead")
-        self._check_dtype(x, "input")
-        if x.shape[-1] != self.input_size:
-            raise InputError(
-                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {x.shape[-1]}"
-            )
+        self._check_input(x)
         batched = x.ndim == 3
         if not batched:
             x = x[None] if self.batch_first else x[:, None]
@@ -559,11 +547,7 @@ class LSTM:
         data = packed.data
         if data.ndim != 2:
             raise InputError(f"input must have 2 dimensions, got {data.ndim}")
-        self._check_dtype(data, "input")
-        if data.shape[-1] != self.input_size:
-            raise InputError(
-                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {data.shape[-1]}"
-            )
+        self._check_input(data)
         h_0 = c_0 = None
         if hx is not None:
             h_0, c_0 = self._check_hx(hx, True, int(packed.batch_sizes[0]))
@@ -597,11 +581,7 @@ class LSTM:
                 raise InputError(f"LSTM: Expected input to be 2D or 3D, got {x.ndim}D instead")
             batched = x.ndim == 3
             batch_sizes = None
-        self._check_dtype(x, "input")
-        if x.shape[-1] != self.input_size:
-            raise InputError(
-                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {x.shape[-1]}"
-            )
+        self._check_input(x)
         if not packed:
             if not batched:
                 x = _insert_axis(x, 0 if self.batch_first else 1)
@@ -636,6 +616,14 @@ class LSTM:
         if packed:
             output = PackedSequence(output, sequence.batch_sizes, sequence.sorted_indices, sequence.unsorted_indices)
         return output, (h_n, c_n)
+
+    def _check_input(self, x: Any) -> None:
+        """The input's dtype and width (its last extent), with torch's message for the width."""
+        self._check_dtype(x, "input")
+        if x.shape[-1] != self.input_size:
+            raise InputError(
+                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {x.shape[-1]}"
+            )
 
     def _check_dtype(self, array: np.ndarray, name: str) -> None:
         check_dtype(array, self._dtype, name)
