@@ -329,4 +329,5 @@ PYBIND11_MODULE(FASTLSTM_MODULE_NAME, m) {
   m.def("simd_level", &fastlstm::simd_level);
   m.def("compiler", &fastlstm::compiler);
   m.def("default_num_threads", &fastlstm::default_num_threads);
+  m.attr("MAX_THREADS") = fastlstm::kMaxThreads;
 }

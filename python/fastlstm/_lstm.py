@@ -41,7 +41,7 @@ class IncompatibleKeys(NamedTuple):
     unexpected_keys: list
 
 
-_MAX_THREADS = 1024  # the engine's limit (fastlstm::kMaxThreads)
+_MAX_THREADS: int = _core.MAX_THREADS  # the engine's limit (fastlstm::kMaxThreads)
 
 
 def _engine_threads(num_threads: Optional[int]) -> int:
