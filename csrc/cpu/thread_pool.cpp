@@ -76,7 +76,7 @@ void ThreadPool::Crew::start() {
   for (int thread = 1; thread < size; ++thread) {
     try {
       workers.emplace_back([this, thread] { worker_loop(*this, thread); });
-    } catch (const std::system_error& error) {
+    } catch (const std::exception& error) {  // std::system_error, or std::bad_alloc for its state
       stop();
       throw Error("cannot start thread " + std::to_string(thread + 1) + " of the " + std::to_string(size) +
                   " asked for (num_threads): " + error.what());

@@ -216,7 +216,8 @@ void refuse_duplicate_names(const std::vector<TensorEntry>& tensors) {
 }
 
 int64_t entry_numel(const TensorEntry& entry) {
-  return checked_numel(entry.shape, "tensor " + quote(entry.name) + ": shape " + shape_string(entry.shape));
+  const std::string what = "tensor " + quote(entry.name) + ": shape " + shape_string(entry.shape);
+  return checked_numel(entry.shape, what.c_str());
 }
 
 }  // namespace
