@@ -58,10 +58,19 @@ if(FASTLSTM_X86_64 AND NOT FASTLSTM_ISA MATCHES "^(baseline|avx2|avx512)$")
   message(FATAL_ERROR "fastlstm: FASTLSTM_ISA is '${FASTLSTM_ISA}'; it must be baseline, avx2 or avx512")
 endif()
 
-# A copy of the core, `target`, compiled for `isa` (on x86-64) with the shared settings.
+# A copy of the core, `target`, compiled for `isa` (on x86-64) with the shared settings. With
+# CUDA, it carries the CUDA backend (csrc/cuda, the target fastlstm_cuda_backend); without, the
+# factory that refuses a GPU with the reason.
 function(fastlstm_add_core target isa)
+  cmake_parse_arguments(PARSE_ARGV 2 core "CUDA" "" "")
   if(NOT target STREQUAL "fastlstm")
     add_library(${target} STATIC ${FASTLSTM_CORE_SOURCES})
+  endif()
+  if(core_CUDA)
+    target_sources(${target} PRIVATE $<TARGET_OBJECTS:fastlstm_cuda_backend>)
+    target_link_libraries(${target} PUBLIC ${FASTLSTM_CUDA_LIBRARIES})
+  else()
+    target_sources(${target} PRIVATE ${PROJECT_SOURCE_DIR}/csrc/cuda_unavailable.cpp)
   endif()
   # The check that this CPU runs `isa`, compiled without the ISA's flags so that it runs on the
   # CPUs it turns away (csrc/cpu_check.cpp), is part of the library.

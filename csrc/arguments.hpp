@@ -45,6 +45,33 @@ void check_view(const TensorView<const T>& view, const char* name) {
   if (!view.data && numel > 0) invalid(std::string(name) + ": null data pointer");
 }
 
+// Memory a model reads or writes: host memory, or the model's device.
+inline void check_device(const Device& device, const Device& model, const char* name) {
+  if (device.is_cpu() || device == model) return;
+  invalid(std::string(name) + ": is on " + device.str() + "; expected host memory or " + model.str() +
+          " (the model's device)");
+}
+
+// Memory only the host reads (weights).
+inline void check_host(const Device& device, const char* name) {
+  if (!device.is_cpu()) invalid(std::string(name) + ": is on " + device.str() + "; expected host memory");
+}
+
+// A sorted_indices vector: a permutation of 0..batch-1.
+inline void check_permutation(const std::vector<int64_t>& indices, int64_t batch, const char* name) {
+  if (static_cast<int64_t>(indices.size()) != batch) {
+    invalid(std::string(name) + ": expected " + std::to_string(batch) + " entries, got " +
+            std::to_string(indices.size()));
+  }
+  std::vector<bool> seen(static_cast<size_t>(batch), false);
+  for (int64_t index : indices) {
+    if (index < 0 || index >= batch || seen[static_cast<size_t>(index)]) {
+      invalid(std::string(name) + ": must be a permutation of 0.." + std::to_string(batch - 1));
+    }
+    seen[static_cast<size_t>(index)] = true;
+  }
+}
+
 // The bytes [first, last] that a non-empty, checked view spans.
 template <typename T>
 std::pair<uintptr_t, uintptr_t> span_of(const TensorView<const T>& view) {
@@ -59,12 +86,13 @@ inline void check_state_size(const LstmConfig& config, int64_t batch, const char
 }
 
 template <typename T>
-void check_state(const StateView<T>& state, const LstmConfig& config, int64_t batch) {
+void check_state(const StateView<T>& state, const LstmConfig& config, int64_t batch, const Device& model) {
   const int64_t layers = config.num_directions() * config.num_layers;
   const std::vector<int64_t> h_shape{layers, batch, config.output_size()};
   const std::vector<int64_t> c_shape{layers, batch, config.hidden_size};
-  auto check = [](const TensorView<const T>& view, const std::vector<int64_t>& expected, const char* name) {
+  auto check = [&model](const TensorView<const T>& view, const std::vector<int64_t>& expected, const char* name) {
     check_view(view, name);
+    check_device(view.device, model, name);
     bool ok = view.rank == 3;
     for (int d = 0; ok && d < 3; ++d) ok = view.shape[static_cast<size_t>(d)] == expected[static_cast<size_t>(d)];
     if (!ok) {
@@ -76,6 +104,22 @@ void check_state(const StateView<T>& state, const LstmConfig& config, int64_t ba
 }
 
 
+// The steps of a packed batch: where each starts among the rows, and how many rows there are.
+inline std::pair<std::vector<int64_t>, int64_t> packed_steps(const std::vector<int64_t>& batch_sizes) {
+  if (batch_sizes.empty()) invalid("batch_sizes: must not be empty");
+  std::vector<int64_t> step_starts(batch_sizes.size());
+  int64_t total = 0;
+  for (size_t t = 0; t < batch_sizes.size(); ++t) {
+    if (batch_sizes[t] < 1 || (t > 0 && batch_sizes[t] > batch_sizes[t - 1])) {
+      invalid("batch_sizes: must be positive and non-increasing, got " + std::to_string(batch_sizes[t]) +
+              " at step " + std::to_string(t));
+    }
+    step_starts[t] = total;
+    total = checked_add(total, batch_sizes[t], "batch_sizes");
+  }
+  return {std::move(step_starts), total};
+}
+
 // A padded batch (L, N, H_in), or (N, L, H_in) with batch_first: its steps and rows, validated.
 struct PaddedInput {
   int64_t steps = 0;
@@ -83,8 +127,10 @@ struct PaddedInput {
 };
 
 template <typename T>
-PaddedInput check_padded_input(const TensorView<const T>& input, const LstmConfig& cfg, const char* name) {
+PaddedInput check_padded_input(const TensorView<const T>& input, const LstmConfig& cfg, const Device& model,
+                               const char* name) {
   check_view(input, name);
+  check_device(input.device, model, name);
   if (input.rank != 3) {
     invalid(std::string(name) + ": expected 3 dimensions " + (cfg.batch_first ? "(N, L, H_in)" : "(L, N, H_in)") +
             ", got " + std::to_string(input.rank));
@@ -99,10 +145,11 @@ PaddedInput check_padded_input(const TensorView<const T>& input, const LstmConfi
   return shape;
 }
 
-// The request for a padded batch, its output written to `output` in the input's layout convention.
+// The request for a padded batch, its output written to `output` (contiguous) in the input's
+// layout convention.
 template <typename T>
 ForwardRequest<T> padded_request(const TensorView<const T>& input, PaddedInput shape, const LstmConfig& cfg,
-                                 T* output) {
+                                 Tensor<T>& output) {
   const int time_dim = cfg.batch_first ? 1 : 0, batch_dim = cfg.batch_first ? 0 : 1;
   const int64_t out_width = cfg.num_directions() * cfg.output_size();
   ForwardRequest<T> request;
@@ -111,7 +158,9 @@ ForwardRequest<T> padded_request(const TensorView<const T>& input, PaddedInput s
   request.input_rows.time_stride = input.strides[static_cast<size_t>(time_dim)];
   request.input_rows.row_stride = input.strides[static_cast<size_t>(batch_dim)];
   request.input_feature_stride = input.strides[2];
-  request.output = output;
+  request.input_device = input.device;
+  request.output = output.data();
+  request.output_device = output.device();
   request.output_rows.row_stride = cfg.batch_first ? shape.steps * out_width : out_width;
   request.output_rows.time_stride = cfg.batch_first ? out_width : shape.batch * out_width;
   return request;

@@ -1,4 +1,5 @@
-// The engine: validates what callers pass, allocates results, and hands the work to a backend.
+// The engine: validates what callers pass, allocates results, and hands the work to the backend of
+// the model's device, the one place that chooses it (make_backend).
 #include "fastlstm/lstm.hpp"
 
 #include <algorithm>
@@ -18,23 +19,45 @@
 
 namespace fastlstm {
 
+using arguments::check_device;
+using arguments::check_host;
 using arguments::check_padded_input;
+using arguments::check_permutation;
 using arguments::check_state;
 using arguments::check_state_size;
 using arguments::check_view;
 using arguments::invalid;
 using arguments::output_shape;
+using arguments::packed_steps;
 using arguments::padded_request;
 using arguments::PaddedInput;
 using arguments::span_of;
 
 namespace {
-int resolve_threads(int num_threads) {
-  if (num_threads < 0) invalid("num_threads must be >= 0 (0 uses every core), got " + std::to_string(num_threads));
-  if (num_threads > kMaxThreads) {
-    invalid("num_threads must be at most " + std::to_string(kMaxThreads) + ", got " + std::to_string(num_threads));
+LstmOptions resolve(LstmOptions options) {
+  const int threads = options.num_threads;
+  if (threads < 0) invalid("num_threads must be >= 0 (0 uses every core), got " + std::to_string(threads));
+  if (threads > kMaxThreads) {
+    invalid("num_threads must be at most " + std::to_string(kMaxThreads) + ", got " + std::to_string(threads));
   }
-  return num_threads == 0 ? std::min(default_num_threads(), kMaxThreads) : num_threads;
+  if (threads == 0) options.num_threads = std::min(default_num_threads(), kMaxThreads);
+  if (options.device.index < 0 || (options.device.is_cpu() && options.device.index != 0)) {
+    invalid("device: no such device, " + options.device.str());
+  }
+  return options;
+}
+
+LstmOptions with_threads(int num_threads) {
+  LstmOptions options;
+  options.num_threads = num_threads;
+  return options;
+}
+
+// The one place that maps a device to its backend.
+template <typename T>
+std::unique_ptr<Backend<T>> make_backend(const LstmConfig& config, const LstmOptions& options) {
+  if (options.device.kind == DeviceKind::cuda) return make_cuda_backend<T>(config, options);
+  return make_cpu_backend<T>(config, options.num_threads);
 }
 }  // namespace
 
@@ -42,15 +65,23 @@ int resolve_threads(int num_threads) {
 // weights of a model built this way are usually set next, and packing its zeros first would take as
 // long as packing them.
 template <typename T>
-Lstm<T>::Lstm(const LstmConfig& config, int num_threads)
+Lstm<T>::Lstm(const LstmConfig& config, int num_threads) : Lstm(config, with_threads(num_threads)) {}
+
+template <typename T>
+Lstm<T>::Lstm(const LstmConfig& config, const LstmOptions& options)
     : weights_(LstmWeights<T>(config)),
-      backend_(make_cpu_backend<T>(weights_.config(), resolve_threads(num_threads))),
+      options_(resolve(options)),
+      backend_(make_backend<T>(weights_.config(), options_)),
       mutex_(std::make_unique<ForkSafeMutex>()) {}
 
 template <typename T>
-Lstm<T>::Lstm(LstmWeights<T> weights, int num_threads)
+Lstm<T>::Lstm(LstmWeights<T> weights, int num_threads) : Lstm(std::move(weights), with_threads(num_threads)) {}
+
+template <typename T>
+Lstm<T>::Lstm(LstmWeights<T> weights, const LstmOptions& options)
     : weights_(std::move(weights)),
-      backend_(make_cpu_backend<T>(weights_.config(), resolve_threads(num_threads))),
+      options_(resolve(options)),
+      backend_(make_backend<T>(weights_.config(), options_)),
       mutex_(std::make_unique<ForkSafeMutex>()) {
   prepare();
 }
@@ -76,8 +107,16 @@ template <typename T>
 Lstm<T>& Lstm<T>::operator=(Lstm&&) noexcept = default;
 
 template <typename T>
-int Lstm<T>::num_threads() const {
-  return backend_->num_threads();
+int64_t Lstm<T>::graph_replays() const {
+  std::lock_guard<ForkSafeMutex> lock(*mutex_);
+  return backend_->graph_replays();
+}
+
+// Results on the host are the engine's own; on a device, the backend's.
+template <typename T>
+Tensor<T> Lstm<T>::allocate(std::vector<int64_t> shape, Device device) const {
+  if (device.is_cpu()) return Tensor<T>(std::move(shape));
+  return backend_->allocate(std::move(shape));
 }
 
 template <typename T>
@@ -108,6 +147,7 @@ void Lstm<T>::set_parameters(const std::vector<std::pair<std::string, TensorView
     Parameter<T>* parameter = weights_.find(name);
     if (!parameter) invalid("unknown parameter '" + name + "'");
     check_view(view, name.c_str());
+    check_host(view.device, name.c_str());
     const std::vector<int64_t>& shape = parameter->spec.shape;
     bool ok = view.rank == static_cast<int>(shape.size());
     for (int d = 0; ok && d < view.rank; ++d) ok = view.shape[static_cast<size_t>(d)] == shape[static_cast<size_t>(d)];
@@ -148,13 +188,14 @@ void Lstm<T>::set_weights(const LstmWeights<T>& weights) {
 template <typename T>
 LstmOutput<T> Lstm<T>::forward(TensorView<const T> input, const StateView<T>* initial_state) const {
   const LstmConfig& cfg = config();
-  const PaddedInput shape = check_padded_input(input, cfg, "input");
+  const PaddedInput shape = check_padded_input(input, cfg, device(), "input");
   check_state_size(cfg, shape.batch, "input");
-  if (initial_state) check_state(*initial_state, cfg, shape.batch);
+  if (initial_state) check_state(*initial_state, cfg, shape.batch, device());
   const int64_t layers = cfg.num_directions() * cfg.num_layers;
-  LstmOutput<T> result{Tensor<T>(output_shape<T>(shape, cfg)), Tensor<T>({layers, shape.batch, cfg.output_size()}),
-                       Tensor<T>({layers, shape.batch, cfg.hidden_size})};
-  ForwardRequest<T> request = padded_request(input, shape, cfg, result.output.data());
+  LstmOutput<T> result{allocate(output_shape<T>(shape, cfg), input.device),
+                       allocate({layers, shape.batch, cfg.output_size()}, input.device),
+                       allocate({layers, shape.batch, cfg.hidden_size}, input.device)};
+  ForwardRequest<T> request = padded_request(input, shape, cfg, result.output);
   request.initial_state = initial_state;
   request.h_n = result.h_n.data();
   request.c_n = result.c_n.data();
@@ -171,10 +212,9 @@ typename Lstm<T>::State Lstm<T>::make_state(int64_t batch_size) const {
   }
   if (batch_size < 0) invalid("batch_size: must be >= 0, got " + std::to_string(batch_size));
   check_state_size(cfg, batch_size, "batch_size");
-  State state{Tensor<T>({cfg.num_layers, batch_size, cfg.output_size()}),
-              Tensor<T>({cfg.num_layers, batch_size, cfg.hidden_size})};
-  std::fill_n(state.h.data(), state.h.numel(), T(0));
-  std::fill_n(state.c.data(), state.c.numel(), T(0));
+  State state{allocate({cfg.num_layers, batch_size, cfg.output_size()}, device()),
+              allocate({cfg.num_layers, batch_size, cfg.hidden_size}, device())};
+  reset_state(state);
   return state;
 }
 
@@ -185,9 +225,37 @@ void Lstm<T>::check_stream_state(const State& state) const {
   const auto& c = state.c.shape();
   if (cfg.bidirectional) invalid("streaming needs a unidirectional model");
   if (h.size() != 3 || c.size() != 3 || h[0] != cfg.num_layers || h[2] != cfg.output_size() ||
-      c[0] != cfg.num_layers || c[1] != h[1] || c[2] != cfg.hidden_size) {
+      c[0] != cfg.num_layers || c[1] != h[1] || c[2] != cfg.hidden_size || state.h.device() != device() ||
+      state.c.device() != device()) {
     invalid("state: not a state of this model (make one with make_state)");
   }
+}
+
+template <typename T>
+void Lstm<T>::set_state(State& state, const StateView<T>& values) const {
+  check_stream_state(state);
+  check_state(values, config(), state.batch_size(), device());  // a stream's model has one direction
+  std::lock_guard<ForkSafeMutex> lock(*mutex_);
+  backend_->copy(values.h, state.h.view());
+  backend_->copy(values.c, state.c.view());
+}
+
+template <typename T>
+void Lstm<T>::reset_state(State& state) const {
+  check_stream_state(state);
+  std::lock_guard<ForkSafeMutex> lock(*mutex_);
+  backend_->fill_zero(state.h.view());
+  backend_->fill_zero(state.c.view());
+}
+
+template <typename T>
+std::pair<Tensor<T>, Tensor<T>> Lstm<T>::read_state(const State& state) const {
+  check_stream_state(state);
+  std::pair<Tensor<T>, Tensor<T>> copies{Tensor<T>(state.h.shape()), Tensor<T>(state.c.shape())};
+  std::lock_guard<ForkSafeMutex> lock(*mutex_);
+  backend_->copy(state.h.view(), copies.first.view());
+  backend_->copy(state.c.view(), copies.second.view());
+  return copies;
 }
 
 template <typename T>
@@ -207,7 +275,9 @@ void Lstm<T>::step(TensorView<const T> input_t, State& state, TensorView<T> outp
   check_stream_state(state);
   const int64_t batch = state.batch_size();
   check_view(input_t, "input_t");
+  check_device(input_t.device, device(), "input_t");
   check_view(TensorView<const T>(output_t), "output_t");
+  check_device(output_t.device, device(), "output_t");
   if (input_t.rank != 2 || input_t.shape[0] != batch || input_t.shape[1] != cfg.input_size) {
     invalid("input_t: expected shape " + shape_string(std::vector<int64_t>{batch, cfg.input_size}) + ", got " +
             shape_string(input_t));
@@ -220,21 +290,26 @@ void Lstm<T>::step(TensorView<const T> input_t, State& state, TensorView<T> outp
   if (output_t.strides[1] != 1 && cfg.output_size() > 1) invalid("output_t: features must be contiguous");
   // The step writes output rows while other threads still read the input.
   const auto in = span_of(input_t), out = span_of(TensorView<const T>(output_t));
-  if (in.first <= out.second && out.first <= in.second) invalid("input_t and output_t share memory");
+  if (input_t.device == output_t.device && in.first <= out.second && out.first <= in.second) {
+    invalid("input_t and output_t share memory");
+  }
   ForwardRequest<T> request;
   request.batch_sizes = {1, batch, nullptr};
   request.input = input_t.data;
   request.input_rows.row_stride = input_t.strides[0];
   request.input_feature_stride = input_t.strides[1];
+  request.input_device = input_t.device;
   request.output = output_t.data;
   request.output_rows.row_stride = output_t.strides[0];
+  request.output_device = output_t.device;
   run_stream(request, state);
 }
 
 template <typename T>
 Tensor<T> Lstm<T>::step(TensorView<const T> input_t, State& state) const {
   check_stream_state(state);
-  Tensor<T> output({state.batch_size(), config().output_size()});
+  check_device(input_t.device, device(), "input_t");
+  Tensor<T> output = allocate({state.batch_size(), config().output_size()}, input_t.device);
   step(input_t, state, output.view());
   return output;
 }
@@ -243,64 +318,60 @@ template <typename T>
 Tensor<T> Lstm<T>::forward(TensorView<const T> chunk, State& state) const {
   const LstmConfig& cfg = config();
   check_stream_state(state);
-  const PaddedInput shape = check_padded_input(chunk, cfg, "chunk");
+  const PaddedInput shape = check_padded_input(chunk, cfg, device(), "chunk");
   if (shape.batch != state.batch_size()) {
     invalid("chunk: expected batch size " + std::to_string(state.batch_size()) + " (the state's), got " +
             std::to_string(shape.batch));
   }
-  Tensor<T> output(output_shape<T>(shape, cfg));
+  Tensor<T> output = allocate(output_shape<T>(shape, cfg), chunk.device);
   if (shape.batch == 0) return output;
-  ForwardRequest<T> request = padded_request(chunk, shape, cfg, output.data());
+  ForwardRequest<T> request = padded_request(chunk, shape, cfg, output);
   run_stream(request, state);
   return output;
 }
 
 template <typename T>
 LstmOutput<T> Lstm<T>::forward_packed(TensorView<const T> data, const std::vector<int64_t>& batch_sizes,
-                                      const StateView<T>* initial_state) const {
+                                      const StateView<T>* initial_state,
+                                      const std::vector<int64_t>* sorted_indices) const {
   const LstmConfig& cfg = config();
   check_view(data, "data");
+  check_device(data.device, device(), "data");
   if (data.rank != 2) invalid("data: expected 2 dimensions (rows, H_in), got " + std::to_string(data.rank));
   if (data.shape[1] != cfg.input_size) {
     invalid("data: expected data.size(-1) == input_size = " + std::to_string(cfg.input_size) + ", got " +
             std::to_string(data.shape[1]));
   }
-  if (batch_sizes.empty()) invalid("batch_sizes: must not be empty");
-  std::vector<int64_t> step_starts(batch_sizes.size());
-  int64_t total = 0;
-  for (size_t t = 0; t < batch_sizes.size(); ++t) {
-    if (batch_sizes[t] < 1 || (t > 0 && batch_sizes[t] > batch_sizes[t - 1])) {
-      invalid("batch_sizes: must be positive and non-increasing, got " + std::to_string(batch_sizes[t]) +
-              " at step " + std::to_string(t));
-    }
-    step_starts[t] = total;
-    total = checked_add(total, batch_sizes[t], "batch_sizes");
-  }
+  const auto [step_starts, total] = packed_steps(batch_sizes);
   if (total != data.shape[0]) {
     invalid("batch_sizes: sum is " + std::to_string(total) + " but data has " + std::to_string(data.shape[0]) +
             " rows");
   }
   const int64_t batch = batch_sizes[0];
   check_state_size(cfg, batch, "batch_sizes");
-  if (initial_state) check_state(*initial_state, cfg, batch);
+  if (sorted_indices) check_permutation(*sorted_indices, batch, "sorted_indices");
+  if (initial_state) check_state(*initial_state, cfg, batch, device());
 
   const int64_t D = cfg.num_directions(), P = cfg.output_size();
   checked_mul(total, D * 4 * cfg.hidden_size, "data");
-  LstmOutput<T> result{Tensor<T>({total, D * P}), Tensor<T>({D * cfg.num_layers, batch, P}),
-                       Tensor<T>({D * cfg.num_layers, batch, cfg.hidden_size})};
+  LstmOutput<T> result{allocate({total, D * P}, data.device), allocate({D * cfg.num_layers, batch, P}, data.device),
+                       allocate({D * cfg.num_layers, batch, cfg.hidden_size}, data.device)};
   ForwardRequest<T> request;
   request.batch_sizes = {static_cast<int64_t>(batch_sizes.size()), batch, batch_sizes.data()};
   request.step_starts = step_starts.data();
+  request.sorted_indices = sorted_indices ? sorted_indices->data() : nullptr;
   request.input = data.data;
   request.input_rows.row_stride = data.strides[0];
   request.input_rows.step_starts = step_starts.data();
   request.input_feature_stride = data.strides[1];
+  request.input_device = data.device;
   request.initial_state = initial_state;
   request.output = result.output.data();
   request.output_rows.row_stride = D * P;
   request.output_rows.step_starts = step_starts.data();
   request.h_n = result.h_n.data();
   request.c_n = result.c_n.data();
+  request.output_device = data.device;
 
   run(request);
   return result;

@@ -161,10 +161,27 @@ class CpuBackend final : public Backend<T> {
     } else {
       forward_layer_by_layer(request, rows, input, input_rows);
     }
+    if (request.sorted_indices) to_caller_order(request);
   }
 
  private:
   friend struct LayerRun<T>;
+
+  // h_n and c_n, computed in the packed order, put in the caller's: its row sorted_indices[n] is
+  // packed row n.
+  void to_caller_order(const ForwardRequest<T>& request) {
+    const int64_t batch = request.batch_sizes.batch, states = config_.num_directions() * config_.num_layers;
+    const std::pair<T*, int64_t> finals[] = {{request.h_n, config_.output_size()}, {request.c_n, config_.hidden_size}};
+    for (const auto& [data, width] : finals) {
+      for (int64_t index = 0; index < states; ++index) {
+        T* rows = data + index * batch * width;
+        reordered_.assign(rows, rows + batch * width);
+        for (int64_t n = 0; n < batch; ++n) {
+          std::copy_n(reordered_.data() + n * width, width, rows + request.sorted_indices[n] * width);
+        }
+      }
+    }
+  }
 
   // Between layers the activations are compact: time-major, or packed like the input.
   static RowLayout compact_layout(const ForwardRequest<T>& request, int64_t width) {
@@ -303,7 +320,7 @@ class CpuBackend final : public Backend<T> {
   std::vector<PreparedLayer> layers_;
   std::vector<AlignedVector<T>> scratch_;  // per thread
   // Workspace, grown on demand and reused across calls.
-  AlignedVector<T> gates_, initial_hidden_, projected_input_, input_copy_;
+  AlignedVector<T> gates_, initial_hidden_, projected_input_, input_copy_, reordered_;
   std::vector<AlignedVector<T>> layer_outputs_;  // between layers
   std::vector<RowLayout> buffer_rows_;            // chunk by chunk: where each layer's buffer starts
   std::vector<int64_t> last_step_;

@@ -167,8 +167,9 @@ struct LayerRun {
         }
         const auto& hv = state->h;
         const auto& cv = state->c;
-        for (int64_t k = 0; k < P; ++k) h[k] = hv.data[index * hv.strides[0] + n * hv.strides[1] + k * hv.strides[2]];
-        const T* c_0 = cv.data + index * cv.strides[0] + n * cv.strides[1];
+        const int64_t row = request.sorted_indices ? request.sorted_indices[n] : n;  // the caller's row
+        for (int64_t k = 0; k < P; ++k) h[k] = hv.data[index * hv.strides[0] + row * hv.strides[1] + k * hv.strides[2]];
+        const T* c_0 = cv.data + index * cv.strides[0] + row * cv.strides[1];
         if (c_0 == c && cv.strides[2] == 1) continue;
         for (int64_t k = 0; k < H; ++k) c[k] = c_0[k * cv.strides[2]];
       }

@@ -156,8 +156,15 @@ LstmWeights<T> read_model_file(const std::string& path, const std::string& prefi
 
 template <typename T>
 Lstm<T> Lstm<T>::load(const std::string& path, const std::string& prefix, int num_threads) {
+  LstmOptions options;
+  options.num_threads = num_threads;
+  return load(path, prefix, options);
+}
+
+template <typename T>
+Lstm<T> Lstm<T>::load(const std::string& path, const std::string& prefix, const LstmOptions& options) {
   detail::require_supported_cpu();
-  return Lstm<T>(read_model_file<T>(path, prefix), num_threads);
+  return Lstm<T>(read_model_file<T>(path, prefix), options);
 }
 
 template LstmWeights<float> read_model_file<float>(const std::string&, const std::string&);
@@ -168,5 +175,7 @@ template LstmWeights<float> ModelFileReader::read_weights<float>() const;
 template LstmWeights<double> ModelFileReader::read_weights<double>() const;
 template Lstm<float> Lstm<float>::load(const std::string&, const std::string&, int);
 template Lstm<double> Lstm<double>::load(const std::string&, const std::string&, int);
+template Lstm<float> Lstm<float>::load(const std::string&, const std::string&, const LstmOptions&);
+template Lstm<double> Lstm<double>::load(const std::string&, const std::string&, const LstmOptions&);
 
 }  // namespace fastlstm

@@ -121,3 +121,46 @@ TEST_CASE("stream: step refuses an output that shares memory with the input") {
   model.step(TensorView<const float>(buffer.data(), {2, 4}), state, TensorView<float>(buffer.data() + 8, {2, 4}));
   CHECK(buffer[8] != 1.0f);
 }
+
+TEST_CASE("stream: set_state, read_state and reset_state move a state in and out") {
+  const LstmConfig config = make_config(3, 5, 2, false, 2);
+  const Lstm<float> model(random_weights<float>(config, 31), 1);
+  auto state = model.make_state(2);
+  const auto h = random_values<float>(2 * 2 * 2, 32);
+  const auto c = random_values<float>(2 * 2 * 5, 33);
+  model.set_state(state, {{h.data(), {2, 2, 2}}, {c.data(), {2, 2, 5}}});
+  const auto [h_read, c_read] = model.read_state(state);
+  check_close(h_read, std::vector<double>(h.begin(), h.end()), 0);
+  check_close(c_read, std::vector<double>(c.begin(), c.end()), 0);
+  // A stream started from a set state continues as a forward from that initial state.
+  const auto x = random_values<float>(4 * 2 * 3, 34);
+  const fastlstm::StateView<float> initial{{h.data(), {2, 2, 2}}, {c.data(), {2, 2, 5}}};
+  const auto full = model.forward(TensorView<const float>(x.data(), {4, 2, 3}), &initial);
+  const auto chunk = model.forward(TensorView<const float>(x.data(), {4, 2, 3}), state);
+  check_close(chunk, as_double(full.output), 1e-6);
+  model.reset_state(state);
+  const auto [h_zero, c_zero] = model.read_state(state);
+  CHECK(std::all_of(h_zero.data(), h_zero.data() + h_zero.numel(), [](float v) { return v == 0.0f; }));
+  CHECK(std::all_of(c_zero.data(), c_zero.data() + c_zero.numel(), [](float v) { return v == 0.0f; }));
+  CHECK_THROWS_WITH_AS(model.set_state(state, {{h.data(), {2, 1, 2}}, {c.data(), {2, 2, 5}}}),
+                       doctest::Contains("h_0"), InvalidArgument);
+}
+
+TEST_CASE("device: a CPU model refuses memory on a GPU, and a GPU model in a build without CUDA says why") {
+  const Lstm<float> model(make_config(3, 4), 1);
+  CHECK(model.device() == fastlstm::Device::cpu());
+  CHECK(model.graph_replays() == 0);
+  std::vector<float> x(3 * 2 * 3);
+  const TensorView<const float> on_gpu(x.data(), {3, 2, 3}, fastlstm::Device::cuda(0));
+  CHECK_THROWS_WITH_AS(model.forward(on_gpu), doctest::Contains("input: is on cuda:0"), InvalidArgument);
+  auto state = model.make_state(2);
+  CHECK_THROWS_WITH_AS(model.step(TensorView<const float>(x.data(), {2, 3}, fastlstm::Device::cuda(0)), state),
+                       doctest::Contains("input_t: is on cuda:0"), InvalidArgument);
+  fastlstm::LstmOptions options;
+  options.device = fastlstm::Device::cuda(0);
+#ifndef FASTLSTM_TEST_CUDA
+  CHECK_THROWS_WITH_AS(Lstm<float>(make_config(3, 4), options), doctest::Contains("FASTLSTM_CUDA=ON"), fastlstm::Error);
+#endif
+  options.device = fastlstm::Device{fastlstm::DeviceKind::cuda, -1};
+  CHECK_THROWS_WITH_AS(Lstm<float>(make_config(3, 4), options), doctest::Contains("device"), InvalidArgument);
+}

@@ -1,6 +1,7 @@
 #pragma once
 // The whole public C++ API of fastlstm.
 #include "fastlstm/config.hpp"
+#include "fastlstm/device.hpp"
 #include "fastlstm/error.hpp"
 #include "fastlstm/lstm.hpp"
 #include "fastlstm/model_file.hpp"

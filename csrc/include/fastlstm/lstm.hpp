@@ -1,6 +1,6 @@
 #pragma once
-// The LSTM engine: owns the weights, prepares them for its backend, and runs forward passes with
-// torch.nn.LSTM's semantics (eval mode).
+// The LSTM engine: owns the weights, prepares them for the backend of its device (the CPU, or a
+// CUDA GPU), and runs forward passes with torch.nn.LSTM's semantics (eval mode).
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "fastlstm/config.hpp"
+#include "fastlstm/device.hpp"
 #include "fastlstm/tensor.hpp"
 #include "fastlstm/weights.hpp"
 
@@ -19,14 +20,16 @@ class Backend;
 template <typename T>
 struct ForwardRequest;
 
-// Initial (h_0, c_0): h (D * num_layers, N, H_out) and c (D * num_layers, N, hidden_size).
+// Initial (h_0, c_0): h (D * num_layers, N, H_out) and c (D * num_layers, N, hidden_size), each
+// in host memory or on the model's device.
 template <typename T>
 struct StateView {
   TensorView<const T> h;
   TensorView<const T> c;
 };
 
-// What a forward pass returns, shaped as torch returns it.
+// What a forward pass returns, shaped as torch returns it, where the input was: in host memory
+// for input in host memory, on the model's device for input there.
 template <typename T>
 struct LstmOutput {
   Tensor<T> output;  // (L, N, D * H_out), or (N, L, D * H_out) with batch_first; packed: (rows, D * H_out)
@@ -44,24 +47,40 @@ struct LstmOutput {
 // runs at every step, so threads beyond the cores only wait).
 constexpr int kMaxThreads = 1024;
 
+// Where and how a model runs.
+struct LstmOptions {
+  Device device{};  // Device::cuda(n): a build with FASTLSTM_CUDA=ON and a GPU (fastlstm/cuda.hpp)
+  int num_threads = 0;  // the CPU's threads: 0 uses every core; at most kMaxThreads
+  bool allow_tf32 = false;  // CUDA: TF32 tensor-core GEMMs, faster from Ampere on, ~1e-3 accurate
+  bool cuda_graphs = true;  // CUDA: the time loop replays as a CUDA graph from a shape's second run
+};
+
 template <typename T>
 class Lstm {
  public:
   // A model with zero weights. num_threads = 0 uses every core of the machine. Throws
   // InvalidArgument for an invalid config (see LstmConfig::validate) or num_threads outside
-  // [0, kMaxThreads], Error when the threads cannot be started. The
+  // [0, kMaxThreads], Error when the threads cannot be started, or when the device cannot be
+  // used (a CUDA device in a build without CUDA, none present, an index out of range). The
   // weights are prepared for the backend when first used or set, so setting them straight after
   // construction costs one preparation, not two.
   explicit Lstm(const LstmConfig& config, int num_threads = 0);
+  Lstm(const LstmConfig& config, const LstmOptions& options);
   // A model over `weights` (prepared for the backend once, here); throws as above.
   Lstm(LstmWeights<T> weights, int num_threads = 0);
+  Lstm(LstmWeights<T> weights, const LstmOptions& options);
   ~Lstm();
   // Movable, not copyable; a moved-from model may only be destroyed or assigned to.
   Lstm(Lstm&&) noexcept;
   Lstm& operator=(Lstm&&) noexcept;
 
   const LstmConfig& config() const { return weights_.config(); }
-  int num_threads() const;
+  // The options the model was made with, num_threads resolved to the threads it runs.
+  const LstmOptions& options() const { return options_; }
+  Device device() const { return options_.device; }
+  int num_threads() const { return options_.num_threads; }
+  // Forward passes whose time loop replayed a captured CUDA graph; 0 on the CPU.
+  int64_t graph_replays() const;
   // The canonical weights. Their storage is stable: pointers stay valid while the model lives.
   // Not synchronised with set_parameter/set_weights: a thread that may race them reads
   // parameter() or copy_weights() instead.
@@ -86,23 +105,29 @@ class Lstm {
   // to T. Throws FileError when the file cannot be read, InvalidArgument naming the file and the
   // problem when it is malformed or holds no LSTM under `prefix`. Thread-safe.
   static Lstm load(const std::string& path, const std::string& prefix = "", int num_threads = 0);
+  static Lstm load(const std::string& path, const std::string& prefix, const LstmOptions& options);
   // Writes the weights and configuration to a model file (see save_model_file). Throws FileError;
   // blocks forward passes and weight updates while it writes.
   void save(const std::string& path) const;
 
-  // input: (L, N, H_in), or (N, L, H_in) with batch_first, any non-negative strides.
-  // initial_state: nullptr for zeros. Throws InvalidArgument naming a wrongly shaped argument.
+  // input: (L, N, H_in), or (N, L, H_in) with batch_first, any non-negative strides, in host
+  // memory or on the model's device. initial_state: nullptr for zeros. Throws InvalidArgument
+  // naming a wrongly shaped argument or one on another device.
   LstmOutput<T> forward(TensorView<const T> input, const StateView<T>* initial_state = nullptr) const;
 
   // A packed batch as torch's PackedSequence holds it: data (sum(batch_sizes), H_in), the rows
   // of step t following those of step t-1; batch_sizes non-increasing, batch_sizes[0] = N.
-  // The state rows and the output follow the packed (sorted) order. Throws InvalidArgument for
-  // a wrong data width, batch_sizes that are empty, increasing, < 1 or do not sum to the rows,
-  // or wrongly shaped initial states.
+  // sorted_indices: nullptr, or PackedSequence.sorted_indices (packed row n is the caller's
+  // sequence sorted_indices[n]); the state rows then follow the caller's order, as in torch,
+  // else the packed order. Throws InvalidArgument for a wrong data width, batch_sizes that are
+  // empty, increasing, < 1 or do not sum to the rows, sorted_indices that are not a
+  // permutation of 0..N-1, or wrongly shaped initial states.
   LstmOutput<T> forward_packed(TensorView<const T> data, const std::vector<int64_t>& batch_sizes,
-                               const StateView<T>* initial_state = nullptr) const;
+                               const StateView<T>* initial_state = nullptr,
+                               const std::vector<int64_t>* sorted_indices = nullptr) const;
 
-  // Streaming: the recurrent state of `batch_size` parallel streams, carried across calls.
+  // Streaming: the recurrent state of `batch_size` parallel streams, carried across calls, on
+  // the model's device.
   struct State {
     Tensor<T> h;  // (num_layers, N, H_out)
     Tensor<T> c;  // (num_layers, N, hidden_size)
@@ -112,13 +137,18 @@ class Lstm {
   // A zero state. Throws InvalidArgument for a bidirectional model (its reverse direction needs
   // the whole sequence). Thread safety: one State per stream; many streams may share one model.
   State make_state(int64_t batch_size = 1) const;
+  // Sets a state to `values` (the state's shapes, host memory or the model's device), or zeros.
+  void set_state(State& state, const StateView<T>& values) const;
+  void reset_state(State& state) const;
+  // Copies of a state's h and c in host memory.
+  std::pair<Tensor<T>, Tensor<T>> read_state(const State& state) const;
 
   // One time step of every stream: input_t (N, H_in) -> output_t (N, H_out), written into the
-  // caller's buffer (features contiguous, any row stride, not overlapping input_t); advances
-  // `state`. Allocates nothing once the model has run a step of this size. Throws
+  // caller's buffer (features contiguous, any row stride, not overlapping input_t; host memory
+  // or the model's device); advances `state`. Allocates nothing once the model has run a step of this size. Throws
   // InvalidArgument for wrong shapes and for buffers that share memory.
   void step(TensorView<const T> input_t, State& state, TensorView<T> output_t) const;
-  // The same step, its output (N, H_out) allocated here.
+  // The same step, its output (N, H_out) allocated where input_t is.
   Tensor<T> step(TensorView<const T> input_t, State& state) const;
 
   // Several steps: chunk (L, N, H_in), or (N, L, H_in) with batch_first; returns the output
@@ -131,8 +161,10 @@ class Lstm {
   void run_stream(ForwardRequest<T>& request, State& state) const;
   void prepare() const;                                  // with mutex_ held, or in a constructor
   void run(const ForwardRequest<T>& request) const;      // a forward pass, under mutex_
+  Tensor<T> allocate(std::vector<int64_t> shape, Device device) const;
 
   LstmWeights<T> weights_;
+  LstmOptions options_;
   std::unique_ptr<Backend<T>> backend_;
   std::unique_ptr<ForkSafeMutex> mutex_;  // serialises forward passes and weight updates
   mutable bool prepared_ = false;      // whether backend_ holds weights_ (guarded by mutex_)
