@@ -20,7 +20,13 @@ foreach(isa IN LISTS FASTLSTM_INSTALLED_ISAS)
     install(TARGETS fastlstm_${isa} EXPORT fastlstmTargets ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}")
   endif()
 endforeach()
-install(DIRECTORY csrc/include/fastlstm DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}" FILES_MATCHING PATTERN "*.hpp")
+# fastlstm/cuda.hpp only with the CUDA backend, which it declares.
+if(FASTLSTM_CUDA)
+  install(DIRECTORY csrc/include/fastlstm DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}" FILES_MATCHING PATTERN "*.hpp")
+else()
+  install(DIRECTORY csrc/include/fastlstm DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}" FILES_MATCHING PATTERN "*.hpp"
+    PATTERN "cuda.hpp" EXCLUDE)
+endif()
 
 # The CMake package, once every installed core is known.
 install(EXPORT fastlstmTargets NAMESPACE fastlstm:: DESTINATION "${FASTLSTM_INSTALL_CMAKEDIR}")
