@@ -16,7 +16,7 @@ install(TARGETS fastlstm EXPORT fastlstmTargets
 # The other cores the Python build made: a C++ program picks the one of its CPU
 # (fastlstm::fastlstm_<isa>).
 foreach(isa IN LISTS FASTLSTM_INSTALLED_ISAS)
-  if(NOT isa STREQUAL FASTLSTM_ISA)
+  if(TARGET fastlstm_${isa})
     install(TARGETS fastlstm_${isa} EXPORT fastlstmTargets ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}")
   endif()
 endforeach()

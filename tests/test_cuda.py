@@ -182,7 +182,7 @@ def test_graph_replay_repeats_and_follows_weight_changes():
         again = model(x)
         for a, b in zip((first[0],) + first[1], (again[0],) + again[1]):
             assert np.array_equal(a, b)
-    assert model._device_engine.graph_launches == 3  # not silently run directly
+    assert model._engine.graph_replays == 3  # not silently run directly
     with torch.no_grad():
         module.weight_hh_l1_reverse.mul_(-1.5)
     model.weight_hh_l1_reverse = module.weight_hh_l1_reverse.detach().numpy().copy()
@@ -326,8 +326,8 @@ def test_gpu_errors_match_the_cpu_ones():
         model(np.zeros((3, 2, 8), np.float32), (np.zeros((2, 3, 16), np.float32), np.zeros((2, 2, 16), np.float32)))
     with pytest.raises(fastlstm.InputError, match="sequence length"):
         model(np.zeros((0, 2, 8), np.float32))
-    with pytest.raises(ValueError, match="stream"):
-        model.stream()
+    with pytest.raises(fastlstm.InputError, match="x_t: expected shape"):
+        model.stream(2).step(np.zeros((3, 8), np.float32))
     out, _ = model(np.zeros((3, 2, 8), np.float32))  # still works
     assert out.shape == (3, 2, 16)
 
@@ -399,3 +399,34 @@ def test_from_torch_of_a_cuda_module_gives_a_cuda_model():
     module, _ = make_pair(8, 16)
     model = fastlstm.LSTM.from_torch(module.cuda())
     assert model.device == "cuda:0"
+
+
+@needs_gpu
+@pytest.mark.parametrize("proj_size", [0, 3])
+def test_streams_run_on_the_gpu_as_on_the_cpu(proj_size):
+    module, model = make_pair(5, 12, num_layers=2, proj_size=proj_size)
+    x = random_input(module, steps=6, batch=2)
+    cpu_stream = model.stream(2)
+    expected = [cpu_stream.step(x[t]) for t in range(6)]
+    expected_chunk = cpu_stream(x)
+    gpu_stream = model.to("cuda").stream(2)
+    for t in range(6):
+        np.testing.assert_allclose(gpu_stream.step(x[t]), expected[t], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(gpu_stream(x), expected_chunk, atol=1e-5, rtol=0)
+    for value, reference in zip(gpu_stream.state, cpu_stream.state):
+        np.testing.assert_allclose(value, reference, atol=1e-5, rtol=0)
+    gpu_stream.state = cpu_stream.state
+    gpu_stream.reset()
+    assert all(not value.any() for value in gpu_stream.state)
+
+
+@needs_gpu
+@needs_torch_cuda
+def test_a_gpu_stream_takes_gpu_arrays_and_gives_them_back():
+    module, model = make_pair(5, 12)
+    x = random_input(module, steps=4, batch=1)
+    expected = model.stream(1)(x)
+    stream = model.to("cuda").stream(1)
+    outputs = [stream.step(torch.from_numpy(x[t]).cuda()) for t in range(4)]
+    assert all(isinstance(out, torch.Tensor) and out.is_cuda for out in outputs)
+    np.testing.assert_allclose(torch.stack(outputs).cpu().numpy(), expected, atol=1e-5, rtol=0)

@@ -25,8 +25,9 @@ import fastlstm
 ROOT = Path(__file__).resolve().parent.parent
 FUZZ = ROOT / "tests" / "fuzz"
 CORPUS = FUZZ / "corpus"
-# The model file reader and the engine it builds, without the CPU backend (no_backend.cpp).
-SOURCES = [FUZZ / "fuzz_model_file.cpp", FUZZ / "no_backend.cpp",
+# The model file reader and the engine it builds, without the CPU backend (no_backend.cpp) and
+# without CUDA.
+SOURCES = [FUZZ / "fuzz_model_file.cpp", FUZZ / "no_backend.cpp", ROOT / "csrc" / "cuda_unavailable.cpp",
            *sorted((ROOT / "csrc" / "model_file").glob("*.cpp")),
            *(ROOT / "csrc" / name for name in ("lstm.cpp", "cpu_check.cpp", "fork_safety.cpp", "config.cpp",
                                                "weights.cpp", "version.cpp"))]

@@ -1,20 +1,21 @@
 // The CUDA extension module (fastlstm._cuda), built with FASTLSTM_CUDA=ON and imported only when
-// a model is put on a GPU. Converts: NumPy arrays (host), device arrays handed over through
-// __cuda_array_interface__ or DLPack, and results (NumPy arrays, or DeviceArrays that export
-// both protocols). The torch-compatible behaviour lives in python/fastlstm.
+// a model is put on a GPU: the engine (engine_binding.hpp) over a core that carries the CUDA
+// backend, its operands NumPy arrays or GPU arrays handed over through __cuda_array_interface__ or
+// DLPack, its results on the GPU DeviceArrays that export both protocols. It converts and nothing
+// else; the torch-compatible behaviour lives in python/fastlstm.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include <memory>
-#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
 
 #include "config_conversion.hpp"
-#include "../cuda/cuda_lstm.hpp"
 #include "dlpack_abi.hpp"
+#include "engine_binding.hpp"
+#include "fastlstm/cuda.hpp"
 #include "fastlstm/fastlstm.hpp"
 
 namespace py = pybind11;
@@ -31,7 +32,8 @@ class DeviceTensor {
       : pointer_(pointer), shape_(std::move(shape)), strides_(std::move(strides)), itemsize_(itemsize),
         owner_(std::move(owner)) {
     if (shape_.size() != strides_.size()) throw py::value_error("DeviceTensor: shape and strides differ in length");
-    device_ = cuda::pointer_device(reinterpret_cast<const void*>(pointer_));
+    const fastlstm::Device device = cuda::pointer_device(reinterpret_cast<const void*>(pointer_));
+    device_ = device.is_cpu() ? -1 : device.index;
   }
 
   // Consumes a "dltensor" capsule (DLPack 0.8): renames it "used_dltensor" and calls its deleter
@@ -93,26 +95,27 @@ class DeviceTensor {
     return view;  // the binding keeps `this` (which may own a DLPack tensor) alive with the view
   }
 
+  // The engine's view: on its device (host memory when -1), at most three dimensions.
   template <typename T>
-  cuda::Operand<T> operand(const char* name) const {
+  fastlstm::TensorView<const T> view(const char* name) const {
     if (itemsize_ != static_cast<int>(sizeof(T))) {
       throw py::type_error(std::string(name) + ": expected dtype " + std::string(py::str(py::dtype::of<T>())) +
                            " (the model's dtype; fastlstm does not cast silently)" +
                            (dtype_error_.empty() ? "" : ", got " + dtype_error_));
     }
     if (shape_.size() > 3) throw py::value_error(std::string(name) + ": at most 3 dimensions are supported");
-    cuda::Operand<T> op;
-    op.memory = cuda::Memory::device;
-    op.view.data = reinterpret_cast<const T*>(pointer_);
-    op.view.rank = static_cast<int>(shape_.size());
+    fastlstm::TensorView<const T> view;
+    view.data = reinterpret_cast<const T*>(pointer_);
+    view.device = device_ < 0 ? fastlstm::Device::cpu() : fastlstm::Device::cuda(device_);
+    view.rank = static_cast<int>(shape_.size());
     for (size_t d = 0; d < shape_.size(); ++d) {
       if (strides_[d] < 0 && shape_[d] > 1) {
         throw py::value_error(std::string(name) + ": negative strides are not supported");
       }
-      op.view.shape[d] = shape_[d];
-      op.view.strides[d] = shape_[d] > 1 ? strides_[d] : 0;
+      view.shape[d] = shape_[d];
+      view.strides[d] = shape_[d] > 1 ? strides_[d] : 0;
     }
-    return op;
+    return view;
   }
 
  private:
@@ -125,43 +128,50 @@ class DeviceTensor {
   std::string dtype_error_;
 };
 
-// What forward returns on the GPU: a contiguous device array exporting DLPack and
+// What a model returns on the GPU: a contiguous device array exporting DLPack and
 // __cuda_array_interface__, so that torch.from_dlpack / cupy.from_dlpack take it without a copy.
+// Views (reshape) share the Tensor that owns the memory.
 class PyDeviceArray {
  public:
-  using Variant = std::variant<cuda::DeviceArray<float>, cuda::DeviceArray<double>>;
-  explicit PyDeviceArray(Variant array) : array_(std::move(array)) {}
-
-  std::vector<int64_t> shape() const {
-    return std::visit([](const auto& a) { return a.shape(); }, array_);
+  using Variant = std::variant<std::shared_ptr<fastlstm::Tensor<float>>, std::shared_ptr<fastlstm::Tensor<double>>>;
+  PyDeviceArray(Variant tensor, std::vector<int64_t> shape) : tensor_(std::move(tensor)), shape_(std::move(shape)) {}
+  template <typename T>
+  explicit PyDeviceArray(fastlstm::Tensor<T>&& tensor)
+      : PyDeviceArray(Variant(std::make_shared<fastlstm::Tensor<T>>(std::move(tensor))), {}) {
+    shape_ = std::visit([](const auto& t) { return t->shape(); }, tensor_);
   }
-  int itemsize() const { return array_.index() == 0 ? 4 : 8; }
+
+  const std::vector<int64_t>& shape() const { return shape_; }
+  int itemsize() const { return tensor_.index() == 0 ? 4 : 8; }
   int device() const {
-    return std::visit([](const auto& a) { return a.device(); }, array_);
+    return std::visit([](const auto& t) { return t->device().index; }, tensor_);
   }
   uintptr_t pointer() const {
-    return std::visit([](const auto& a) { return reinterpret_cast<uintptr_t>(a.data()); }, array_);
+    return std::visit([](const auto& t) { return reinterpret_cast<uintptr_t>(t->data()); }, tensor_);
   }
   int64_t size() const {
-    return std::visit([](const auto& a) { return a.numel(); }, array_);
+    int64_t n = 1;
+    for (int64_t extent : shape_) n *= extent;
+    return n;
   }
   PyDeviceArray reshape(const std::vector<int64_t>& shape) const {
-    return PyDeviceArray(std::visit([&](const auto& a) { return Variant(a.reshaped(shape)); }, array_));
+    PyDeviceArray view(tensor_, shape);
+    if (view.size() != size()) throw py::value_error("reshape: the new shape has a different number of elements");
+    return view;
   }
-  py::dtype dtype() const { return array_.index() == 0 ? py::dtype::of<float>() : py::dtype::of<double>(); }
+  py::dtype dtype() const { return tensor_.index() == 0 ? py::dtype::of<float>() : py::dtype::of<double>(); }
 
   py::array numpy() const {
     return std::visit(
-        [](const auto& a) -> py::array {
-          using T = std::remove_pointer_t<decltype(a.data())>;
-          py::array_t<T> host(a.shape());
-          {
+        [this](const auto& t) -> py::array {
+          using T = std::remove_reference_t<decltype(*t->data())>;
+          fastlstm::Tensor<T> host = [&] {
             py::gil_scoped_release release;
-            a.copy_to_host(host.mutable_data());
-          }
-          return host;
+            return cuda::copy_to<T>(t->view(), fastlstm::Device::cpu());
+          }();
+          return fastlstm::python::to_numpy(std::move(host), shape_);
         },
-        array_);
+        tensor_);
   }
 
   py::dict cuda_array_interface() const {
@@ -171,18 +181,18 @@ class PyDeviceArray {
     d["data"] = py::make_tuple(pointer(), false);
     d["version"] = 3;
     d["strides"] = py::none();
-    d["stream"] = py::none();  // forward has finished writing it
+    d["stream"] = py::none();  // the model has finished writing it
     return d;
   }
 
   // A "dltensor" capsule over this array's memory; the capsule keeps the memory alive.
   py::capsule dlpack() const {
     struct Context {
-      Variant array;
+      Variant tensor;
       std::vector<int64_t> shape;
       fastlstm::dlpack::ManagedTensor managed;
     };
-    auto* context = new Context{array_, shape(), {}};
+    auto* context = new Context{tensor_, shape(), {}};
     auto& t = context->managed.dl_tensor;
     t.data = reinterpret_cast<void*>(pointer());
     t.device = {fastlstm::dlpack::kCUDA, device()};
@@ -211,121 +221,45 @@ class PyDeviceArray {
   }
 
  private:
-  Variant array_;
+  Variant tensor_;
+  std::vector<int64_t> shape_;
 };
 
 std::string device_string(int device) { return "cuda:" + std::to_string(device); }
 
-template <typename T>
-cuda::Operand<T> to_operand(py::handle object, const char* name, int model_device) {
-  if (py::isinstance<DeviceTensor>(object)) {
-    const auto& tensor = object.cast<const DeviceTensor&>();
-    if (tensor.device() != model_device && tensor.numel() > 0) {
-      throw fastlstm::InvalidArgument(std::string(name) + ": expected an array on " + device_string(model_device) +
-                                      " (the model's device), got one on " +
-                                      (tensor.device() < 0 ? std::string("the host") : device_string(tensor.device())));
-    }
-    return tensor.operand<T>(name);
+// NumPy arrays (host memory) and DeviceTensors in; host results as NumPy arrays, results on the
+// GPU as DeviceArrays.
+struct CudaConversion {
+  template <typename T>
+  static fastlstm::TensorView<const T> view(py::handle object, const char* name) {
+    if (py::isinstance<DeviceTensor>(object)) return object.cast<const DeviceTensor&>().view<T>(name);
+    return fastlstm::python::numpy_view<T>(py::cast<py::array>(object), name);
   }
-  auto array = py::cast<py::array>(object);
-  if (!py::isinstance<py::array_t<T>>(array)) {
-    throw py::type_error(std::string(name) + ": expected dtype " + std::string(py::str(py::dtype::of<T>())) + ", got " +
-                         std::string(py::str(array.dtype())));
+  template <typename T>
+  static py::object result(fastlstm::Tensor<T>&& tensor, const std::vector<int64_t>& shape = {}) {
+    if (tensor.device().is_cpu()) return fastlstm::python::to_numpy(std::move(tensor), shape);
+    PyDeviceArray array(std::move(tensor));
+    return py::cast(shape.empty() ? array : array.reshape(shape));
   }
-  if (!(array.flags() & py::array::c_style)) throw py::value_error(std::string(name) + ": must be C-contiguous");
-  if (array.ndim() > 3) throw py::value_error(std::string(name) + ": at most 3 dimensions are supported");
-  cuda::Operand<T> op;
-  op.memory = cuda::Memory::host;
-  op.view.data = static_cast<const T*>(array.data());
-  op.view.rank = static_cast<int>(array.ndim());
-  int64_t stride = 1;
-  for (int d = op.view.rank - 1; d >= 0; --d) {
-    op.view.shape[static_cast<size_t>(d)] = array.shape(d);
-    op.view.strides[static_cast<size_t>(d)] = stride;
-    stride *= array.shape(d);
-  }
-  return op;
-}
+};
 
 template <typename T>
-void bind_engine(py::module_& m, const char* name) {
-  using Engine = cuda::CudaLstm<T>;
-  py::class_<Engine>(m, name)
-      .def(py::init([](const py::dict& config, int device, bool allow_tf32, bool use_graphs) {
-             const fastlstm::LstmConfig lstm_config = fastlstm::python::config_from_dict(config);
-             cuda::CudaOptions options;
-             options.device = device;
+void bind_cuda_engine(py::module_& m, const char* name) {
+  using Engine = fastlstm::Lstm<T>;
+  // Module-local: the CPU module binds the same C++ class.
+  fastlstm::python::bind_engine<T, CudaConversion>(m, name, py::module_local())
+      .def(py::init([](const py::dict& config, int device, int num_threads, bool allow_tf32, bool cuda_graphs) {
+             fastlstm::LstmOptions options;
+             options.device = fastlstm::Device::cuda(device);
+             options.num_threads = num_threads;
              options.allow_tf32 = allow_tf32;
-             options.use_graphs = use_graphs;
+             options.cuda_graphs = cuda_graphs;
+             const fastlstm::LstmConfig lstm_config = fastlstm::python::config_from_dict(config);
              py::gil_scoped_release release;
-             return std::make_unique<Engine>(lstm_config, options);
+             return Engine(lstm_config, options);
            }),
-           py::arg("config"), py::arg("device"), py::arg("allow_tf32"), py::arg("use_graphs"))
-      .def_property_readonly("stream_handle", &Engine::stream_handle)
-      .def_property_readonly("graph_launches", &Engine::graph_launches)
-      .def_property_readonly("device", [](const Engine& e) { return e.options().device; })
-      .def_property_readonly("allow_tf32", [](const Engine& e) { return e.options().allow_tf32; })
-      .def("set_weights",
-           [](Engine& engine, const std::vector<std::pair<std::string, py::array_t<T, py::array::c_style>>>& values) {
-             fastlstm::LstmWeights<T> weights(engine.config());
-             for (const auto& [key, array] : values) {
-               auto* parameter = weights.find(key);
-               if (!parameter) throw py::key_error(key);
-               if (static_cast<int64_t>(array.size()) != parameter->spec.numel()) {
-                 throw py::value_error(key + ": wrong number of elements");
-               }
-               std::copy(array.data(), array.data() + array.size(), parameter->values.begin());
-             }
-             py::gil_scoped_release release;
-             engine.set_weights(weights);
-           })
-      .def(
-          "forward",
-          [](Engine& engine, py::handle input, py::handle h_0, py::handle c_0,
-             std::optional<std::vector<int64_t>> batch_sizes, std::optional<std::vector<int64_t>> sorted_indices,
-             uintptr_t producer_stream, bool to_host) -> py::tuple {
-            const int device = engine.options().device;
-            cuda::CudaRequest<T> request;
-            request.input = to_operand<T>(input, "input", device);
-            std::optional<cuda::Operand<T>> h, c;
-            if (!h_0.is_none()) h = to_operand<T>(h_0, "h_0", device);
-            if (!c_0.is_none()) c = to_operand<T>(c_0, "c_0", device);
-            request.h_0 = h ? &*h : nullptr;
-            request.c_0 = c ? &*c : nullptr;
-            request.batch_sizes = batch_sizes ? &*batch_sizes : nullptr;
-            request.sorted_indices = sorted_indices ? &*sorted_indices : nullptr;
-            request.producer_stream = producer_stream;
-
-            const auto& config = engine.config();
-            const int64_t D = config.num_directions(), states = D * config.num_layers;
-            const auto& x = request.input.view;
-            const int64_t batch = batch_sizes ? (batch_sizes->empty() ? 0 : (*batch_sizes)[0])
-                                  : x.rank == 3 ? (config.batch_first ? x.size(0) : x.size(1))
-                                                : 0;
-            cuda::CudaResult<T> result;
-            result.to_host = to_host;
-            py::array_t<T> output, h_n, c_n;
-            if (to_host) {
-              std::vector<int64_t> shape = batch_sizes ? std::vector<int64_t>{x.size(0), D * config.output_size()}
-                                                       : std::vector<int64_t>{x.size(0), x.size(1), D * config.output_size()};
-              if (x.rank != (batch_sizes ? 2 : 3)) shape = {0};  // forward rejects it before writing
-              output = py::array_t<T>(shape);
-              h_n = py::array_t<T>(std::vector<int64_t>{states, batch, config.output_size()});
-              c_n = py::array_t<T>(std::vector<int64_t>{states, batch, config.hidden_size});
-              result.host_output = output.mutable_data();
-              result.host_h_n = h_n.mutable_data();
-              result.host_c_n = c_n.mutable_data();
-            }
-            {
-              py::gil_scoped_release release;
-              engine.forward(request, result);
-            }
-            if (to_host) return py::make_tuple(output, h_n, c_n);
-            return py::make_tuple(PyDeviceArray(std::move(result.output)), PyDeviceArray(std::move(result.h_n)),
-                                  PyDeviceArray(std::move(result.c_n)));
-          },
-          py::arg("input"), py::arg("h_0"), py::arg("c_0"), py::arg("batch_sizes"), py::arg("sorted_indices"),
-          py::arg("producer_stream"), py::arg("to_host"));
+           py::arg("config"), py::arg("device"), py::arg("num_threads"), py::arg("allow_tf32"),
+           py::arg("cuda_graphs"));
 }
 
 }  // namespace
@@ -343,6 +277,10 @@ PYBIND11_MODULE(_cuda, m) {
     return py::make_tuple(count, reason);
   }, "(number of usable CUDA devices, why none when 0)");
   m.def("device_name", &cuda::device_name, py::arg("device"));
+  m.def("synchronize_stream", [](uintptr_t stream) {
+    py::gil_scoped_release release;
+    cuda::synchronize_stream(stream);
+  }, py::arg("stream"), "Waits for a CUDA stream named as __cuda_array_interface__ names one.");
 
   py::class_<DeviceTensor>(m, "DeviceTensor")
       .def(py::init([](uintptr_t pointer, std::vector<int64_t> shape, std::vector<int64_t> strides, int itemsize,
@@ -389,6 +327,6 @@ PYBIND11_MODULE(_cuda, m) {
         return s + "), dtype=" + std::string(py::str(a.dtype())) + ", device='" + device_string(a.device()) + "')";
       });
 
-  bind_engine<float>(m, "LstmFloat32");
-  bind_engine<double>(m, "LstmFloat64");
+  bind_cuda_engine<float>(m, "LstmFloat32");
+  bind_cuda_engine<double>(m, "LstmFloat64");
 }

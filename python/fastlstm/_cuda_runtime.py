@@ -15,6 +15,7 @@ _lock = threading.Lock()
 _loaded: Optional[Tuple[Any, int, str]] = None  # (module or None, usable devices, reason)
 
 _KDL_CUDA, _KDL_CUDA_MANAGED = 2, 13
+_LEGACY_DEFAULT_STREAM = 1  # as DLPack and __cuda_array_interface__ name it
 
 
 def _load() -> Tuple[Any, int, str]:
@@ -23,6 +24,11 @@ def _load() -> Tuple[Any, int, str]:
         if _loaded is None and importlib.util.find_spec(f"{__package__}._cuda") is None:
             _loaded = (None, 0, "this fastlstm was built without CUDA (rebuild with "
                                 "pip install '.[cuda]' -C cmake.define.FASTLSTM_CUDA=ON)")
+        if _loaded is None:
+            missing = _missing_cpu_features()
+            if missing:
+                _loaded = (None, 0, "the CUDA module is built for CPUs with " + ", ".join(missing).upper()
+                                    + ", which this CPU lacks")
         if _loaded is None:
             try:
                 _cuda = importlib.import_module(f"{__package__}._cuda")
@@ -37,6 +43,15 @@ def _load() -> Tuple[Any, int, str]:
                 count, reason = _cuda.device_count()
                 _loaded = (_cuda, int(count), str(reason))
         return _loaded
+
+
+def _missing_cpu_features() -> list:
+    """What this CPU lacks of the instruction set the CUDA module's core is built for (its
+    _cuda_build.ISA), checked before the module loads."""
+    from ._cpu import missing_features
+
+    build = importlib.import_module(f"{__package__}._cuda_build")
+    return list(missing_features(build.ISA))
 
 
 def available() -> bool:
@@ -87,18 +102,17 @@ class DeviceOperand:
     """A GPU array handed to a CUDA model: the engine's view of it plus the dtype, shape and
     framework of the object it came from (outputs go back in the same framework)."""
 
-    __slots__ = ("tensor", "dtype", "shape", "ndim", "framework", "producer_stream")
+    __slots__ = ("tensor", "dtype", "shape", "ndim", "framework")
 
-    def __init__(self, tensor: Any, dtype: Any, framework: str, producer_stream: int) -> None:
+    def __init__(self, tensor: Any, dtype: Any, framework: str) -> None:
         self.tensor = tensor
         self.dtype = dtype
         self.shape = tuple(tensor.shape)
         self.ndim = len(self.shape)
         self.framework = framework
-        self.producer_stream = producer_stream
 
     def unsqueeze(self, axis: int) -> "DeviceOperand":
-        return DeviceOperand(self.tensor.unsqueeze(axis), self.dtype, self.framework, self.producer_stream)
+        return DeviceOperand(self.tensor.unsqueeze(axis), self.dtype, self.framework)
 
 
 def is_device_array(value: Any) -> bool:
@@ -116,21 +130,22 @@ def _framework(value: Any) -> str:
     return root if root in ("torch", "cupy") else "fastlstm"
 
 
-def device_operand(value: Any, name: str, stream: int) -> DeviceOperand:
-    """Reads a GPU array in place. DLPack is preferred: its producer orders its pending work
-    before `stream` (the engine's). __cuda_array_interface__ producers name their stream, which
-    the engine waits on (the legacy default stream when they name none)."""
+def device_operand(value: Any, name: str) -> DeviceOperand:
+    """Reads a GPU array in place. A model's GPU work waits for what is queued on the legacy
+    default stream when it starts (fastlstm/cuda.hpp): DLPack producers are asked to order their
+    pending work before that stream; work on a stream a ``__cuda_array_interface__`` producer
+    names is waited for here."""
     mod = module()
     if hasattr(value, "detach"):
         value = value.detach()  # torch refuses to export tensors that require grad
     framework = _framework(value)
     if hasattr(value, "__dlpack__") and hasattr(value, "__dlpack_device__"):
         try:
-            capsule = value.__dlpack__(stream=stream)
+            capsule = value.__dlpack__(stream=_LEGACY_DEFAULT_STREAM)
         except (TypeError, BufferError, RuntimeError, ValueError) as error:
             raise TypeError(f"{name}: cannot read {type(value).__name__} through DLPack ({error})") from None
         tensor = mod.DeviceTensor.from_dlpack(capsule)
-        return DeviceOperand(tensor, _dtype_of_itemsize(tensor.itemsize), framework, 0)
+        return DeviceOperand(tensor, _dtype_of_itemsize(tensor.itemsize), framework)
     interface = value.__cuda_array_interface__
     if interface.get("mask") is not None:
         raise TypeError(f"{name}: masked arrays are not supported")
@@ -150,9 +165,10 @@ def device_operand(value: Any, name: str, stream: int) -> DeviceOperand:
         elements = [int(s) // dtype.itemsize for s in strides]
     itemsize = dtype.itemsize if dtype.kind == "f" and dtype.itemsize in (4, 8) else 0
     pointer = int(interface["data"][0])
-    producer = interface.get("stream", 1)  # absent (version < 3): assume the legacy default stream
-    tensor = mod.DeviceTensor(pointer, shape, elements, itemsize, value)
-    return DeviceOperand(tensor, dtype, framework, 0 if producer is None else int(producer))
+    producer = interface.get("stream", _LEGACY_DEFAULT_STREAM)  # absent (version < 3): the legacy default
+    if producer is not None and int(producer) != _LEGACY_DEFAULT_STREAM:
+        mod.synchronize_stream(int(producer))
+    return DeviceOperand(mod.DeviceTensor(pointer, shape, elements, itemsize, value), dtype, framework)
 
 
 def _dtype_of_itemsize(itemsize: int) -> Any:

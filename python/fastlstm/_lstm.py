@@ -11,9 +11,9 @@ from typing import Any, Iterator, Mapping, NamedTuple, Optional, Tuple, Union, o
 
 import numpy as np
 
-from . import _cuda_runtime, _model_file
+from . import _cuda_runtime, _model_file, _operands
 from ._native import core as _core
-from ._arrays import as_array, as_float_array, check_dtype, engine_compatible, resolve_dtype
+from ._arrays import as_array, as_float_array, check_dtype, resolve_dtype
 from ._errors import InputError
 from ._sizes import check_size
 from ._packing import PackedSequence, as_packed_sequence, is_packed_sequence
@@ -30,7 +30,7 @@ _ENGINES = {np.dtype(np.float32): _core.LstmFloat32, np.dtype(np.float64): _core
 # What _configure sets: the configuration (the engine's) and the model's own state.
 _FIXED_ATTRIBUTES = frozenset((
     "input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional", "proj_size",
-    "_dtype", "_engine", "_parameter_shapes", "_device_engine", "_allow_tf32",
+    "_dtype", "_engine", "_parameter_shapes", "_allow_tf32",
 ))
 
 
@@ -112,10 +112,9 @@ class LSTM:
     bidirectional: bool
     proj_size: int
     _dtype: np.dtype
-    _engine: Any  # the compiled LstmFloat32 / LstmFloat64
+    _engine: Any  # the compiled LstmFloat32 / LstmFloat64: the CPU core's, or on a GPU the CUDA module's
     _parameter_shapes: "OrderedDict[str, Tuple[int, ...]]"
-    _device_engine: Any  # the CUDA engine, or None on the CPU
-    _allow_tf32: bool
+    _allow_tf32: bool  # asked for: applies on a GPU
 
     def __init__(
         self,
@@ -140,7 +139,7 @@ class LSTM:
         cuda_index = self._configure(config, device=device, dtype=dtype, num_threads=num_threads, allow_tf32=allow_tf32)
         self.reset_parameters()
         if cuda_index is not None:
-            self._move_to(cuda_index, self._allow_tf32)
+            self.__dict__["_engine"] = self._engine_on(cuda_index, self._allow_tf32)
 
     def _configure(
         self,
@@ -207,7 +206,6 @@ class LSTM:
         d["_dtype"] = dt
         d["_engine"] = engine
         d["_parameter_shapes"] = OrderedDict((name, tuple(shape)) for name, shape in engine.parameter_shapes())
-        d["_device_engine"] = None  # the CUDA engine when the model is on a GPU
         d["_allow_tf32"] = allow_tf32
         return cuda_index
 
@@ -220,8 +218,7 @@ class LSTM:
     @property
     def device(self) -> str:
         """Where forward runs: ``"cpu"`` or ``"cuda:N"``."""
-        engine = self._device_engine
-        return "cpu" if engine is None else f"cuda:{engine.device}"
+        return self._engine.device
 
     @property
     def allow_tf32(self) -> bool:
@@ -231,16 +228,13 @@ class LSTM:
     def to(self, device: Any = None, *, allow_tf32: Optional[bool] = None) -> "LSTM":
         """Moves the model to ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``) in place and returns
         it, as torch's ``Module.to`` does. The weights stay the same; on failure (no GPU) the model
-        is unchanged and RuntimeError says why."""
+        is unchanged and RuntimeError says why. Streams made before keep running where they were."""
         # Checked and applied only once the move has worked: a failed move changes nothing.
         tf32 = self._allow_tf32 if allow_tf32 is None else _check_bool(allow_tf32, "allow_tf32")
-        index = _cuda_runtime.parse_device(device) if device is not None else (
-            None if self._device_engine is None else self._device_engine.device)
-        if index is None:
-            self.__dict__["_device_engine"] = None
-        elif (self._device_engine is None or self._device_engine.device != index
-              or self._device_engine.allow_tf32 != tf32):
-            self._move_to(index, tf32)
+        current = _cuda_runtime.parse_device(self._engine.device)
+        index = current if device is None else _cuda_runtime.parse_device(device)
+        if index != current or (index is not None and self._engine.allow_tf32 != tf32):
+            self.__dict__["_engine"] = self._engine_on(index, tf32)
         self.__dict__["_allow_tf32"] = tf32
         return self
 
@@ -251,16 +245,20 @@ class LSTM:
     def cpu(self) -> "LSTM":
         return self.to("cpu")
 
-    def _move_to(self, index: int, allow_tf32: bool) -> None:
-        mod = _cuda_runtime.module()  # RuntimeError with the reason when CUDA is unavailable
-        if index >= _cuda_runtime.device_count():
-            raise ValueError(f"device: cuda:{index} does not exist ({_cuda_runtime.device_count()} CUDA device(s))")
-        engine_class = mod.LstmFloat32 if self._dtype == np.float32 else mod.LstmFloat64
-        engine = engine_class(
-            self._engine.config, index, allow_tf32, os.environ.get("FASTLSTM_CUDA_GRAPHS", "1") != "0",
-        )
-        engine.set_weights(list(self.named_parameters()))
-        self.__dict__["_device_engine"] = engine
+    def _engine_on(self, index: Optional[int], allow_tf32: bool) -> Any:
+        """A new engine holding this model's weights: on the CPU (index None) or on cuda:index."""
+        threads = self._engine.num_threads
+        if index is None:
+            engine = _ENGINES[self._dtype](self._engine.config, threads)
+        else:
+            mod = _cuda_runtime.module()  # RuntimeError with the reason when CUDA is unavailable
+            if index >= _cuda_runtime.device_count():
+                raise ValueError(f"device: cuda:{index} does not exist ({_cuda_runtime.device_count()} CUDA device(s))")
+            engine_class = mod.LstmFloat32 if self._dtype == np.float32 else mod.LstmFloat64
+            graphs = os.environ.get("FASTLSTM_CUDA_GRAPHS", "1") != "0"
+            engine = engine_class(self._engine.config, index, threads, allow_tf32, graphs)
+        engine.set_parameters(self._engine.copy_weights())
+        return engine
 
     @property
     def num_threads(self) -> int:
@@ -291,8 +289,6 @@ class LSTM:
         for name, shape in self._parameter_shapes.items():
             values.append((name, np.random.uniform(-bound, bound, shape).astype(self._dtype)))
         self._engine.set_parameters(values)
-        if self.__dict__.get("_device_engine") is not None:  # a model on a GPU uses a copy there
-            self._device_engine.set_weights(list(self.named_parameters()))
 
     def __getattr__(self, name: str) -> np.ndarray:
         # Only called when normal lookup fails: parameters live in the engine.
@@ -386,8 +382,6 @@ class LSTM:
             # A fresh contiguous copy: the source may alias the parameter's own storage.
             arrays.append((name, np.array(array, dtype=self._dtype, order="C", copy=True)))
         self._engine.set_parameters(arrays)
-        if self._device_engine is not None:
-            self._device_engine.set_weights(list(self.named_parameters()))
 
     @classmethod
     def _for_weights(
@@ -503,17 +497,15 @@ class LSTM:
         last step, in the caller's order. hx: (h_0, c_0), each (D * num_layers, N, H_out) and
         (D * num_layers, N, hidden_size), without N for unbatched input; zeros when omitted.
         """
-        if self._device_engine is not None:
-            return self._forward_cuda(input, hx)
         if is_packed_sequence(input):
             return self._forward_packed(input, hx)
-        x = as_array(input, "input")
+        x = self._read(input, "input")
         if x.ndim not in (2, 3):
             raise InputError(f"LSTM: Expected input to be 2D or 3D, got {x.ndim}D instead")
         self._check_input(x)
         batched = x.ndim == 3
         if not batched:
-            x = x[None] if self.batch_first else x[:, None]
+            x = _operands.insert_axis(x, 0 if self.batch_first else 1)
         steps = x.shape[1] if self.batch_first else x.shape[0]
         if steps == 0:
             raise InputError("input: the sequence length (L) must be at least 1, got 0")
@@ -522,100 +514,44 @@ class LSTM:
         h_0 = c_0 = None
         if hx is not None:
             h_0, c_0 = self._check_hx(hx, batched, batch)
-        output, h_n, c_n = self._engine.forward(engine_compatible(x), h_0, c_0)
+        output, h_n, c_n = self._engine.forward(*map(_operands.for_engine, (x, h_0, c_0)))
         if not batched:
-            output = output.reshape(output.shape[1] if self.batch_first else output.shape[0], -1)
-            h_n = h_n.reshape(h_n.shape[0], -1)
-            c_n = c_n.reshape(c_n.shape[0], -1)
-        return output, (h_n, c_n)
+            output = _operands.reshape(output, (output.shape[1] if self.batch_first else output.shape[0], output.shape[2]))
+            h_n = _operands.reshape(h_n, (h_n.shape[0], h_n.shape[2]))
+            c_n = _operands.reshape(c_n, (c_n.shape[0], c_n.shape[2]))
+        return _operands.as_result(output, x), (_operands.as_result(h_n, x), _operands.as_result(c_n, x))
 
     def stream(self, batch_size: int = 1) -> "LSTMStream":
         """A stream through this model: ``step(x_t)`` or ``stream(chunk)`` carry (h, c) across
-        calls. Bidirectional models raise ValueError (the reverse direction needs the whole
-        sequence)."""
-        if self._device_engine is not None:
-            raise ValueError(f"stream: streaming runs on the CPU; this model is on {self.device} (use .to('cpu'))")
+        calls, on the model's device. Bidirectional models raise ValueError (the reverse direction
+        needs the whole sequence)."""
         if self.bidirectional:
             raise ValueError(
                 "stream: needs a unidirectional model; the reverse direction of a bidirectional LSTM "
                 "needs the whole sequence"
             )
-        return LSTMStream(self, self._engine, batch_size)
+        return LSTMStream(self, self._engine, batch_size, self._read)
 
     def _forward_packed(self, input: Any, hx: Optional[Tuple[ArrayLike, ArrayLike]]):
-        packed = as_packed_sequence(input)
+        packed = as_packed_sequence(input, data_reader=self._read)
         data = packed.data
         if data.ndim != 2:
             raise InputError(f"input must have 2 dimensions, got {data.ndim}")
         self._check_input(data)
         h_0 = c_0 = None
-        if hx is not None:
+        if hx is not None:  # in the caller's order, as in torch: the engine sorts them by sorted_indices
             h_0, c_0 = self._check_hx(hx, True, int(packed.batch_sizes[0]))
-            if packed.sorted_indices is not None:  # hx comes in the caller's order, as in torch
-                h_0, c_0 = h_0[:, packed.sorted_indices], c_0[:, packed.sorted_indices]
-        output, h_n, c_n = self._engine.forward_packed(engine_compatible(data), packed.batch_sizes, h_0, c_0)
-        if packed.unsorted_indices is not None:
-            h_n, c_n = h_n[:, packed.unsorted_indices], c_n[:, packed.unsorted_indices]
-        return PackedSequence(output, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices), (h_n, c_n)
+        sorted_indices = None if packed.sorted_indices is None else [int(i) for i in packed.sorted_indices]
+        output, h_n, c_n = self._engine.forward_packed(
+            _operands.for_engine(data), [int(b) for b in packed.batch_sizes],
+            _operands.for_engine(h_0), _operands.for_engine(c_0), sorted_indices)
+        output = _operands.as_result(output, data)
+        return PackedSequence(output, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices), (
+            _operands.as_result(h_n, data), _operands.as_result(c_n, data))
 
-    # ----------------------------------------------------------------------------- CUDA
-    def _cuda_operand(self, value: Any, name: str) -> Any:
-        """A GPU array as the engine reads it in place, or a NumPy array (copied to the GPU)."""
-        if _cuda_runtime.is_device_array(value):
-            return _cuda_runtime.device_operand(value, name, self._device_engine.stream_handle)
-        return as_array(value, name)
-
-    def _forward_cuda(self, input: Any, hx: Any):
-        packed = is_packed_sequence(input)
-        x: Any  # a NumPy array or a DeviceOperand
-        if packed:
-            sequence = as_packed_sequence(input, data_reader=self._cuda_operand)
-            x = sequence.data
-            if x.ndim != 2:
-                raise InputError(f"input must have 2 dimensions, got {x.ndim}")
-            batch_sizes = [int(b) for b in sequence.batch_sizes]
-            batched, batch = True, batch_sizes[0]
-        else:
-            x = self._cuda_operand(input, "input")
-            if x.ndim not in (2, 3):
-                raise InputError(f"LSTM: Expected input to be 2D or 3D, got {x.ndim}D instead")
-            batched = x.ndim == 3
-            batch_sizes = None
-        self._check_input(x)
-        if not packed:
-            if not batched:
-                x = _insert_axis(x, 0 if self.batch_first else 1)
-            if (x.shape[1] if self.batch_first else x.shape[0]) == 0:
-                raise InputError("input: the sequence length (L) must be at least 1, got 0")
-            batch = x.shape[0] if self.batch_first else x.shape[1]
-        h_0: Any = None
-        c_0: Any = None
-        if hx is not None:
-            h_0, c_0 = self._check_hx(hx, batched, batch, self._cuda_operand)
-        on_device = isinstance(x, _cuda_runtime.DeviceOperand)
-        host = lambda a: a if a is None or isinstance(a, _cuda_runtime.DeviceOperand) else np.ascontiguousarray(a)  # noqa: E731
-        producers = {a.producer_stream for a in (x, h_0, c_0) if isinstance(a, _cuda_runtime.DeviceOperand)}
-        producers.discard(0)
-        if len(producers) > 1:
-            raise ValueError("input, hx: GPU arrays produced on different CUDA streams; synchronise them first")
-        output, h_n, c_n = self._device_engine.forward(
-            x.tensor if on_device else host(x),
-            None if h_0 is None else (h_0.tensor if isinstance(h_0, _cuda_runtime.DeviceOperand) else host(h_0)),
-            None if c_0 is None else (c_0.tensor if isinstance(c_0, _cuda_runtime.DeviceOperand) else host(c_0)),
-            batch_sizes,
-            None if not packed or sequence.sorted_indices is None else [int(i) for i in sequence.sorted_indices],
-            producers.pop() if producers else 0,
-            not on_device,
-        )
-        if not batched:
-            output = output.reshape((output.shape[1] if self.batch_first else output.shape[0], output.shape[2]))
-            h_n = h_n.reshape((h_n.shape[0], h_n.shape[2]))
-            c_n = c_n.reshape((c_n.shape[0], c_n.shape[2]))
-        if on_device:
-            output, h_n, c_n = (_cuda_runtime.wrap_output(a, x.framework) for a in (output, h_n, c_n))
-        if packed:
-            output = PackedSequence(output, sequence.batch_sizes, sequence.sorted_indices, sequence.unsorted_indices)
-        return output, (h_n, c_n)
+    def _read(self, value: Any, name: str) -> Any:
+        """An operand as this model's engine reads it (see _operands.read)."""
+        return _operands.read(value, name, self._engine.device != "cpu")
 
     def _check_input(self, x: Any) -> None:
         """The input's dtype and width (its last extent), with torch's message for the width."""
@@ -628,14 +564,13 @@ class LSTM:
     def _check_dtype(self, array: np.ndarray, name: str) -> None:
         check_dtype(array, self._dtype, name)
 
-    def _check_hx(self, hx: Any, batched: bool, batch: int, reader: Any = None) -> Tuple[np.ndarray, np.ndarray]:
+    def _check_hx(self, hx: Any, batched: bool, batch: int) -> Tuple[Any, Any]:
         if not isinstance(hx, (tuple, list)) or len(hx) != 2:
             raise TypeError(
                 f"hx: expected a tuple (h_0, c_0) of two arrays, got {type(hx).__name__}"
                 + (f" of length {len(hx)}" if isinstance(hx, (tuple, list)) else "")
             )
-        reader = reader or as_array
-        h_0, c_0 = reader(hx[0], "h_0"), reader(hx[1], "c_0")
+        h_0, c_0 = self._read(hx[0], "h_0"), self._read(hx[1], "c_0")
         expected_dim = 3 if batched else 2
         if h_0.ndim != expected_dim or c_0.ndim != expected_dim:
             kind = "batched 3-D" if batched else "unbatched 2-D"
@@ -649,14 +584,12 @@ class LSTM:
         h_shape = (layers, batch, self.proj_size or self.hidden_size)
         c_shape = (layers, batch, self.hidden_size)
         if not batched:
-            h_0, c_0 = _insert_axis(h_0, 1), _insert_axis(c_0, 1)
+            h_0, c_0 = _operands.insert_axis(h_0, 1), _operands.insert_axis(c_0, 1)
         for name, array, shape in (("h_0", h_0, h_shape), ("c_0", c_0, c_shape)):
             if array.shape != shape:
                 shown = shape if batched else (shape[0], shape[2])
                 got = array.shape if batched else (array.shape[0], array.shape[2])
                 raise InputError(f"{name}: Expected hidden size {shown}, got {got}")
-        if isinstance(h_0, np.ndarray) and isinstance(c_0, np.ndarray):
-            return engine_compatible(h_0), engine_compatible(c_0)
         return h_0, c_0
 
     # ----------------------------------------------------------------------------- misc
@@ -685,7 +618,7 @@ class LSTM:
             bias=self.bias, batch_first=self.batch_first, dropout=self.dropout,
             bidirectional=self.bidirectional, proj_size=self.proj_size, dtype=self._dtype.name,
         )
-        if self._device_engine is not None:
+        if self.device != "cpu":
             config.update(device=self.device, allow_tf32=self._allow_tf32)
         return (_unpickle, (config, self.state_dict()))
 
@@ -704,13 +637,6 @@ def _read_only(array: np.ndarray) -> np.ndarray:
     the model, so it refuses, as a view of the weights did; assign a new array to change one."""
     array.flags.writeable = False
     return array
-
-
-def _insert_axis(array: Any, axis: int) -> Any:
-    """`array` with a size-1 axis at `axis`: a NumPy view, or a GPU operand's view."""
-    if isinstance(array, np.ndarray):
-        return np.expand_dims(array, axis)
-    return array.unsqueeze(axis)
 
 
 def _torch_size(shape: Tuple[int, ...]) -> str:
