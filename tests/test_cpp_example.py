@@ -231,3 +231,23 @@ def test_example_reports_a_wrong_input_size(example, tmp_path):
                             input=x.tobytes(), capture_output=True)
     assert result.returncode == 1
     assert b"input: expected size(-1) == input_size = 5, got 4" in result.stderr
+
+
+def test_example_on_a_gpu_says_why_not_where_none_can_be_used(example, tmp_path):
+    if fastlstm.cuda_available():
+        pytest.skip("a GPU is usable here: tests/cpp/test_cuda.cpp runs the CUDA backend from C++")
+    fastlstm.LSTM(5, 8).save(tmp_path / "model.safetensors")
+    x = np.zeros((2, 1, 5), dtype=np.float32)
+    result = subprocess.run([str(example), str(tmp_path / "model.safetensors"), "--shape", "2,1,5", "--device",
+                             "cuda:0"], input=x.tobytes(), capture_output=True)
+    assert result.returncode == 1
+    # A library without CUDA says how to get it; one with CUDA, why this machine cannot use it.
+    reasons = (b"FASTLSTM_CUDA=ON", b"no NVIDIA driver", b"CUDA is not usable", b"no CUDA device", b"compute capability")
+    assert any(reason in result.stderr for reason in reasons), result.stderr.decode()
+
+
+def test_example_refuses_an_unknown_device(example, tmp_path):
+    result = subprocess.run([str(example), str(tmp_path / "model.safetensors"), "--shape", "2,1,5", "--device",
+                             "gpu"], capture_output=True)
+    assert result.returncode == 2
+    assert b"--device: expected cpu, cuda or cuda:N, got 'gpu'" in result.stderr

@@ -1,7 +1,7 @@
 // fastlstm_run: runs an LSTM from a model file over raw float32 input.
 //
 //   fastlstm_run MODEL --shape A,B,C [--input FILE] [--output FILE] [--state-out FILE]
-//                [--stream] [--prefix KEY_PREFIX] [--threads N]
+//                [--stream] [--prefix KEY_PREFIX] [--threads N] [--device cpu|cuda[:N]]
 //
 // MODEL is a model file (LSTM.save() in Python, Lstm::save in C++, or any safetensors file with
 // an LSTM's state_dict). The input is raw float32, shaped as --shape says: (L, N, H_in), or
@@ -12,6 +12,9 @@
 // --stream runs the step API instead: the input is read one time step (N, H_in) at a time and
 // each step's output (N, H_out) is written as soon as it is computed, so the program can sit in
 // a pipe. The stream is time-major, (L, N, H_in) -> (L, N, H_out), whatever batch_first says.
+//
+// --device cuda runs the model on a GPU (a fastlstm built with FASTLSTM_CUDA=ON): the same calls
+// take the host buffers and return host results; a stream's state lives on the GPU.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -30,12 +33,13 @@ struct Options {
   std::vector<int64_t> shape;
   bool stream = false;
   int threads = 0;
+  fastlstm::Device device;
 };
 
 [[noreturn]] void usage(const std::string& problem) {
   std::cerr << "fastlstm_run: " << problem << "\n"
             << "usage: fastlstm_run MODEL --shape A,B,C [--input FILE] [--output FILE] [--state-out FILE]\n"
-            << "                    [--stream] [--prefix KEY_PREFIX] [--threads N]\n";
+            << "                    [--stream] [--prefix KEY_PREFIX] [--threads N] [--device cpu|cuda[:N]]\n";
   std::exit(2);
 }
 
@@ -55,6 +59,15 @@ std::vector<int64_t> parse_shape(const std::string& text) {
   }
   if (shape.size() != 3) usage("--shape: expected three non-negative integers A,B,C, got '" + text + "'");
   return shape;
+}
+
+fastlstm::Device parse_device(const std::string& text) {
+  if (text == "cpu") return fastlstm::Device::cpu();
+  if (text == "cuda") return fastlstm::Device::cuda(0);
+  if (text.rfind("cuda:", 0) == 0 && text.size() > 5 && text.find_first_not_of("0123456789", 5) == std::string::npos) {
+    return fastlstm::Device::cuda(std::atoi(text.c_str() + 5));
+  }
+  usage("--device: expected cpu, cuda or cuda:N, got '" + text + "'");
 }
 
 Options parse(int argc, char** argv) {
@@ -77,6 +90,8 @@ Options parse(int argc, char** argv) {
       options.prefix = value();
     } else if (arg == "--threads") {
       options.threads = std::atoi(value().c_str());
+    } else if (arg == "--device") {
+      options.device = parse_device(value());
     } else if (arg == "--stream") {
       options.stream = true;
     } else if (arg == "-h" || arg == "--help") {
@@ -182,7 +197,10 @@ void run_stream(const fastlstm::Lstm<float>& model, const Options& options) {
     out.write(output_t.data(), output_t.size(), /*flush=*/true);
   }
   out.close();
-  if (!options.state_out.empty()) write_state(options.state_out, state.h, state.c);
+  if (!options.state_out.empty()) {
+    const auto [h, c] = model.read_state(state);  // host copies: the state lives on the model's device
+    write_state(options.state_out, h, c);
+  }
   std::cerr << "fastlstm_run: streamed " << steps << " steps of " << shape_string({batch, width}) << "\n";
 }
 
@@ -197,13 +215,17 @@ int main(int argc, char** argv) {
     return 1;
   }
   try {
-    const auto model = fastlstm::Lstm<float>::load(options.model, options.prefix, options.threads);
+    fastlstm::LstmOptions model_options;
+    model_options.num_threads = options.threads;
+    model_options.device = options.device;
+    const auto model = fastlstm::Lstm<float>::load(options.model, options.prefix, model_options);
     const fastlstm::LstmConfig& config = model.config();
     std::cerr << "fastlstm_run: fastlstm " << fastlstm::version() << ", LSTM(" << config.input_size << ", "
               << config.hidden_size << ", num_layers=" << config.num_layers
               << (config.bidirectional ? ", bidirectional" : "") << (config.batch_first ? ", batch_first" : "")
               << (config.proj_size ? ", proj_size=" + std::to_string(config.proj_size) : "") << "), "
-              << model.num_threads() << " thread(s), " << fastlstm::simd_level() << "\n";
+              << "on " << model.device().str() << ", " << model.num_threads() << " thread(s), "
+              << fastlstm::simd_level() << "\n";
     if (options.stream) {
       if (options.shape[2] != config.input_size) {
         throw std::runtime_error("--shape: H_in is " + std::to_string(options.shape[2]) +
