@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import math
 import numbers
 import os
 import warnings
 from collections import OrderedDict
-from typing import Any, Iterator, Mapping, NamedTuple, Optional, Tuple, Union, overload
+from typing import Any, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
-from . import _cuda_runtime, _model_file, _operands
+from . import _cuda_runtime, _model_file
 from ._native import core as _core
-from ._arrays import as_array, as_float_array, check_dtype, resolve_dtype
-from ._errors import InputError
+from ._arrays import resolve_dtype
 from ._sizes import check_size
-from ._packing import PackedSequence, as_packed_sequence, is_packed_sequence
-from ._stream import LSTMStream
+from ._forward import ArrayLike, Forward
+from ._parameters import IncompatibleKeys, ParameterAccess, read_only
 
-ArrayLike = Any  # numpy.ndarray, anything exposing __dlpack__ / __array_interface__, or a GPU array
-State = Tuple[np.ndarray, np.ndarray]
-Hx = Optional[Tuple[ArrayLike, ArrayLike]]  # (h_0, c_0)
-AnyResult = Tuple[Any, Tuple[Any, Any]]  # output, (h_n, c_n) in a GPU array's own framework
+__all__ = ["LSTM", "IncompatibleKeys"]
 
 _ENGINES = {np.dtype(np.float32): _core.LstmFloat32, np.dtype(np.float64): _core.LstmFloat64}
 
@@ -32,13 +27,6 @@ _FIXED_ATTRIBUTES = frozenset((
     "input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional", "proj_size",
     "_dtype", "_engine", "_parameter_shapes", "_allow_tf32",
 ))
-
-
-class IncompatibleKeys(NamedTuple):
-    """What load_state_dict(strict=False) did not use or did not find, as torch reports it."""
-
-    missing_keys: list
-    unexpected_keys: list
 
 
 _MAX_THREADS: int = _core.MAX_THREADS  # the engine's limit (fastlstm::kMaxThreads)
@@ -67,7 +55,7 @@ def _check_bool(value: Any, name: str) -> bool:
     return bool(value)
 
 
-class LSTM:
+class LSTM(ParameterAccess, Forward):
     r"""A drop-in replacement for ``torch.nn.LSTM`` in inference (eval mode).
 
     The constructor takes torch's arguments; calling the model takes ``input`` and an optional
@@ -211,11 +199,6 @@ class LSTM:
 
     # ----------------------------------------------------------------------------- properties
     @property
-    def dtype(self) -> np.dtype:
-        """The model's floating-point type; inputs must have it."""
-        return self._dtype
-
-    @property
     def device(self) -> str:
         """Where forward runs: ``"cpu"`` or ``"cuda:N"``."""
         return self._engine.device
@@ -266,10 +249,6 @@ class LSTM:
         return self._engine.num_threads
 
     @property
-    def num_directions(self) -> int:
-        return 2 if self.bidirectional else 1
-
-    @property
     def training(self) -> bool:
         """Always False: fastlstm runs torch's eval-mode forward."""
         return False
@@ -278,22 +257,11 @@ class LSTM:
         """No-op for torch compatibility: the model is always in eval mode."""
         return self
 
-    # ----------------------------------------------------------------------------- parameters
-    def reset_parameters(self) -> None:
-        """Draws every parameter from U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as torch does.
-
-        Uses NumPy's global random state (seed it with ``numpy.random.seed``).
-        """
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        values = []
-        for name, shape in self._parameter_shapes.items():
-            values.append((name, np.random.uniform(-bound, bound, shape).astype(self._dtype)))
-        self._engine.set_parameters(values)
-
+    # ----------------------------------------------------------------------------- attributes
     def __getattr__(self, name: str) -> np.ndarray:
         # Only called when normal lookup fails: parameters live in the engine.
         if name in self.__dict__.get("_parameter_shapes", ()):
-            return _read_only(self._engine.parameter(name))
+            return read_only(self._engine.parameter(name))
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -317,71 +285,6 @@ class LSTM:
 
     def __dir__(self):
         return list(super().__dir__()) + list(self._parameter_shapes)
-
-    def named_parameters(self) -> Iterator[Tuple[str, np.ndarray]]:
-        """(name, read-only array) for every parameter, in torch's order: one snapshot of all of
-        them, taken while no other thread changes the weights."""
-        for name, value in self._engine.copy_weights():
-            yield name, _read_only(value)
-
-    def parameters(self) -> Iterator[np.ndarray]:
-        for _, value in self.named_parameters():
-            yield value
-
-    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
-        """A copy of every parameter, keyed and ordered as torch's state_dict: one snapshot, the
-        weights before or after a concurrent update, never a mix."""
-        return OrderedDict(self._engine.copy_weights())
-
-    def load_state_dict(self, state_dict: Mapping[str, ArrayLike], strict: bool = True) -> IncompatibleKeys:
-        """Loads parameters from a mapping of NumPy arrays or torch tensors (cast to the model's
-        dtype, as torch casts). Raises RuntimeError with torch's message for missing or unexpected
-        keys (strict) and for shape mismatches; on any error no parameter is changed."""
-        if not isinstance(state_dict, Mapping):
-            raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict).__name__}.")
-        names = self._parameter_shapes
-        missing = [name for name in names if name not in state_dict]
-        unexpected = [key for key in state_dict if key not in names]
-        errors = []
-        values = {}
-        for name in names:
-            if name not in state_dict:
-                continue
-            value = as_float_array(state_dict[name], name)
-            expected = self._parameter_shapes[name]
-            if value.shape != expected:
-                errors.append(
-                    f"size mismatch for {name}: copying a param with shape {_torch_size(value.shape)} "
-                    f"from checkpoint, the shape in current model is {_torch_size(expected)}."
-                )
-            values[name] = value
-        if strict:
-            if unexpected:
-                errors.insert(0, "Unexpected key(s) in state_dict: {}. ".format(", ".join(f'"{k}"' for k in unexpected)))
-            if missing:
-                errors.insert(0, "Missing key(s) in state_dict: {}. ".format(", ".join(f'"{k}"' for k in missing)))
-        if errors:
-            raise RuntimeError(
-                "Error(s) in loading state_dict for {}:\n\t{}".format(type(self).__name__, "\n\t".join(errors))
-            )
-        self._set_parameters(values, cast=True)
-        return IncompatibleKeys(missing, unexpected)
-
-    def _set_parameters(self, values: Mapping[str, ArrayLike], cast: bool) -> None:
-        arrays = []
-        for name, value in values.items():
-            array = as_float_array(value, name) if cast else as_array(value, name)
-            if array.dtype != self._dtype:
-                if not cast:
-                    raise TypeError(f"{name}: expected dtype {self._dtype}, got {array.dtype}")
-                if not np.issubdtype(array.dtype, np.floating) and not np.issubdtype(array.dtype, np.integer):
-                    raise TypeError(f"{name}: expected a floating-point array, got dtype {array.dtype}")
-            expected = self._parameter_shapes[name]
-            if array.shape != expected:
-                raise ValueError(f"{name}: expected shape {expected}, got {array.shape}")
-            # A fresh contiguous copy: the source may alias the parameter's own storage.
-            arrays.append((name, np.array(array, dtype=self._dtype, order="C", copy=True)))
-        self._engine.set_parameters(arrays)
 
     @classmethod
     def _for_weights(
@@ -472,126 +375,6 @@ class LSTM:
         model._set_parameters(arrays, cast=True)
         return model
 
-    # ----------------------------------------------------------------------------- forward
-    # NumPy in, NumPy out. A PackedSequence gives one back and GPU arrays give arrays of their own
-    # framework (torch and CuPy are optional): Any.
-    @overload
-    def __call__(self, input: np.ndarray, hx: Hx = None) -> Tuple[np.ndarray, State]: ...
-    @overload
-    def __call__(self, input: ArrayLike, hx: Hx = None) -> AnyResult: ...
-
-    def __call__(self, input: ArrayLike, hx: Hx = None) -> AnyResult:
-        return self.forward(input, hx)
-
-    @overload
-    def forward(self, input: np.ndarray, hx: Hx = None) -> Tuple[np.ndarray, State]: ...
-    @overload
-    def forward(self, input: ArrayLike, hx: Hx = None) -> AnyResult: ...
-
-    def forward(self, input: ArrayLike, hx: Hx = None) -> AnyResult:
-        """Runs the LSTM over ``input``; returns ``output, (h_n, c_n)`` as torch does.
-
-        input: (L, H_in) unbatched, (L, N, H_in), or (N, L, H_in) with batch_first, in the
-        model's dtype (never cast silently); or a PackedSequence (fastlstm's or torch's), for which
-        the output is a fastlstm PackedSequence and h_n, c_n hold each sequence's state at its own
-        last step, in the caller's order. hx: (h_0, c_0), each (D * num_layers, N, H_out) and
-        (D * num_layers, N, hidden_size), without N for unbatched input; zeros when omitted.
-        """
-        if is_packed_sequence(input):
-            return self._forward_packed(input, hx)
-        x = self._read(input, "input")
-        if x.ndim not in (2, 3):
-            raise InputError(f"LSTM: Expected input to be 2D or 3D, got {x.ndim}D instead")
-        self._check_input(x)
-        batched = x.ndim == 3
-        if not batched:
-            x = _operands.insert_axis(x, 0 if self.batch_first else 1)
-        steps = x.shape[1] if self.batch_first else x.shape[0]
-        if steps == 0:
-            raise InputError("input: the sequence length (L) must be at least 1, got 0")
-        batch = x.shape[0] if self.batch_first else x.shape[1]
-
-        h_0 = c_0 = None
-        if hx is not None:
-            h_0, c_0 = self._check_hx(hx, batched, batch)
-        output, h_n, c_n = self._engine.forward(*map(_operands.for_engine, (x, h_0, c_0)))
-        if not batched:
-            output = _operands.reshape(output, (output.shape[1] if self.batch_first else output.shape[0], output.shape[2]))
-            h_n = _operands.reshape(h_n, (h_n.shape[0], h_n.shape[2]))
-            c_n = _operands.reshape(c_n, (c_n.shape[0], c_n.shape[2]))
-        return _operands.as_result(output, x), (_operands.as_result(h_n, x), _operands.as_result(c_n, x))
-
-    def stream(self, batch_size: int = 1) -> "LSTMStream":
-        """A stream through this model: ``step(x_t)`` or ``stream(chunk)`` carry (h, c) across
-        calls, on the model's device. Bidirectional models raise ValueError (the reverse direction
-        needs the whole sequence)."""
-        if self.bidirectional:
-            raise ValueError(
-                "stream: needs a unidirectional model; the reverse direction of a bidirectional LSTM "
-                "needs the whole sequence"
-            )
-        return LSTMStream(self, self._engine, batch_size, self._read)
-
-    def _forward_packed(self, input: Any, hx: Optional[Tuple[ArrayLike, ArrayLike]]):
-        packed = as_packed_sequence(input, data_reader=self._read)
-        data = packed.data
-        if data.ndim != 2:
-            raise InputError(f"input must have 2 dimensions, got {data.ndim}")
-        self._check_input(data)
-        h_0 = c_0 = None
-        if hx is not None:  # in the caller's order, as in torch: the engine sorts them by sorted_indices
-            h_0, c_0 = self._check_hx(hx, True, int(packed.batch_sizes[0]))
-        sorted_indices = None if packed.sorted_indices is None else [int(i) for i in packed.sorted_indices]
-        output, h_n, c_n = self._engine.forward_packed(
-            _operands.for_engine(data), [int(b) for b in packed.batch_sizes],
-            _operands.for_engine(h_0), _operands.for_engine(c_0), sorted_indices)
-        output = _operands.as_result(output, data)
-        return PackedSequence(output, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices), (
-            _operands.as_result(h_n, data), _operands.as_result(c_n, data))
-
-    def _read(self, value: Any, name: str) -> Any:
-        """An operand as this model's engine reads it (see _operands.read)."""
-        return _operands.read(value, name, self._engine.device != "cpu")
-
-    def _check_input(self, x: Any) -> None:
-        """The input's dtype and width (its last extent), with torch's message for the width."""
-        self._check_dtype(x, "input")
-        if x.shape[-1] != self.input_size:
-            raise InputError(
-                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {x.shape[-1]}"
-            )
-
-    def _check_dtype(self, array: np.ndarray, name: str) -> None:
-        check_dtype(array, self._dtype, name)
-
-    def _check_hx(self, hx: Any, batched: bool, batch: int) -> Tuple[Any, Any]:
-        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-            raise TypeError(
-                f"hx: expected a tuple (h_0, c_0) of two arrays, got {type(hx).__name__}"
-                + (f" of length {len(hx)}" if isinstance(hx, (tuple, list)) else "")
-            )
-        h_0, c_0 = self._read(hx[0], "h_0"), self._read(hx[1], "c_0")
-        expected_dim = 3 if batched else 2
-        if h_0.ndim != expected_dim or c_0.ndim != expected_dim:
-            kind = "batched 3-D" if batched else "unbatched 2-D"
-            raise InputError(
-                f"For {kind} input, hx and cx should also be {expected_dim}-D but got "
-                f"({h_0.ndim}-D, {c_0.ndim}-D) tensors"
-            )
-        self._check_dtype(h_0, "h_0")
-        self._check_dtype(c_0, "c_0")
-        layers = self.num_directions * self.num_layers
-        h_shape = (layers, batch, self.proj_size or self.hidden_size)
-        c_shape = (layers, batch, self.hidden_size)
-        if not batched:
-            h_0, c_0 = _operands.insert_axis(h_0, 1), _operands.insert_axis(c_0, 1)
-        for name, array, shape in (("h_0", h_0, h_shape), ("c_0", c_0, c_shape)):
-            if array.shape != shape:
-                shown = shape if batched else (shape[0], shape[2])
-                got = array.shape if batched else (array.shape[0], array.shape[2])
-                raise InputError(f"{name}: Expected hidden size {shown}, got {got}")
-        return h_0, c_0
-
     # ----------------------------------------------------------------------------- misc
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
@@ -630,14 +413,3 @@ def _unpickle(config: dict, state_dict: Mapping[str, np.ndarray]) -> LSTM:
         model = LSTM(**config)
     model.load_state_dict(state_dict)
     return model.to(device) if device is not None else model
-
-
-def _read_only(array: np.ndarray) -> np.ndarray:
-    """`array` (a snapshot of a parameter) made read-only: writing to it would change nothing of
-    the model, so it refuses, as a view of the weights did; assign a new array to change one."""
-    array.flags.writeable = False
-    return array
-
-
-def _torch_size(shape: Tuple[int, ...]) -> str:
-    return f"torch.Size([{', '.join(str(s) for s in shape)}])"

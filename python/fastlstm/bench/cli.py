@@ -10,7 +10,6 @@ import sys
 import warnings
 from typing import Dict, List, Optional, Sequence
 
-import numpy as np
 
 import fastlstm
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import platform
 import subprocess
 import sys
 from typing import Optional
