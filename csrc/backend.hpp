@@ -36,7 +36,7 @@ struct StepSizes {
 };
 
 // A forward pass. Every buffer is in host memory or on the backend's device, as its Device says
-// (the initial state's views carry their own); output, h_n and c_n share one.
+// (the initial state's views carry their own).
 template <typename T>
 struct ForwardRequest {
   StepSizes batch_sizes;
@@ -54,9 +54,10 @@ struct ForwardRequest {
 
   T* output = nullptr;  // (steps, N, D * H_out) in output_rows' layout, features contiguous
   RowLayout output_rows;
+  Device output_device{};
   T* h_n = nullptr;  // (D * num_layers, N, H_out), contiguous
   T* c_n = nullptr;  // (D * num_layers, N, hidden_size), contiguous
-  Device output_device{};
+  Device final_state_device{};  // of h_n and c_n: a stream's state stays on the model's device
 };
 
 // A backend's calls never overlap: the engine serialises them on the model's lock.

@@ -199,6 +199,7 @@ LstmOutput<T> Lstm<T>::forward(TensorView<const T> input, const StateView<T>* in
   request.initial_state = initial_state;
   request.h_n = result.h_n.data();
   request.c_n = result.c_n.data();
+  request.final_state_device = input.device;
   run(request);
   return result;
 }
@@ -266,6 +267,7 @@ void Lstm<T>::run_stream(ForwardRequest<T>& request, State& state) const {
   request.initial_state = &current;
   request.h_n = state.h.data();
   request.c_n = state.c.data();
+  request.final_state_device = device();
   run(request);
 }
 
@@ -372,6 +374,7 @@ LstmOutput<T> Lstm<T>::forward_packed(TensorView<const T> data, const std::vecto
   request.h_n = result.h_n.data();
   request.c_n = result.c_n.data();
   request.output_device = data.device;
+  request.final_state_device = data.device;
 
   run(request);
   return result;

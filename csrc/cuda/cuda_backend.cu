@@ -130,7 +130,7 @@ class CudaBackend final : public Backend<T> {
     }
     run(s);
     deliver_output(request, s);
-    const bool to_host = request.output_device.is_cpu();
+    const bool to_host = request.final_state_device.is_cpu();
     stager_.unstage(Strided<T>::contiguous(h_state_.as<T>(), device(), {states, s.batch, P()}), request.h_n, to_host,
                     h_final_, unsorted);
     stager_.unstage(Strided<T>::contiguous(c_state_.as<T>(), device(), {states, s.batch, H()}), request.c_n, to_host,
@@ -263,6 +263,7 @@ class CudaBackend final : public Backend<T> {
   static bool reads_device_memory(const ForwardRequest<T>& request) {
     const StateView<T>* initial = request.initial_state;
     return !request.input_device.is_cpu() || !request.output_device.is_cpu() ||
+           !request.final_state_device.is_cpu() ||
            (initial && (!initial->h.device.is_cpu() || !initial->c.device.is_cpu()));
   }
 
