@@ -10,7 +10,6 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,6 +19,7 @@
 #include "device_memory.hpp"
 #include "fastlstm/cuda.hpp"
 #include "fastlstm/error.hpp"
+#include "graph_plans.hpp"
 #include "kernels.cuh"
 #include "staging.hpp"
 
@@ -27,7 +27,6 @@ namespace fastlstm::cuda {
 namespace {
 
 constexpr int kMinComputeCapability = 75;  // the oldest architecture compiled (CMakeLists.txt)
-constexpr size_t kMaxPlans = 64;           // cached graphs per model; more shapes: start over
 
 int compute_capability(int device) {
   cudaDeviceProp properties{};
@@ -166,12 +165,6 @@ class CudaBackend final : public Backend<T> {
     DeviceMemory bias[2];           // b_ih + b_hh, (4H); empty without bias
   };
 
-  struct Plan {
-    int runs = 0;
-    cudaGraphExec_t graph = nullptr;
-    bool capture_failed = false;  // then this shape always runs directly
-  };
-
   int64_t D() const { return config_.num_directions(); }
   int64_t H() const { return config_.hidden_size; }
   int64_t P() const { return config_.output_size(); }
@@ -215,7 +208,7 @@ class CudaBackend final : public Backend<T> {
     int previous = 0;
     const bool switch_device = cudaGetDevice(&previous) == cudaSuccess && previous != device_;
     if (switch_device) (void)cudaSetDevice(device_);
-    drop_graphs();
+    graphs_.drop();
     for (int s = 0; s < 2; ++s) {
       if (blas_[s]) (void)cublasDestroy(blas_[s]);
       if (streams_[s]) (void)cudaStreamDestroy(streams_[s]);
@@ -320,7 +313,7 @@ class CudaBackend final : public Backend<T> {
     moved |= h_state_.reserve(device_, bytes(states * s.batch * P()));
     moved |= c_state_.reserve(device_, bytes(states * s.batch * H()));
     indices_.reserve(device_, sizeof(int64_t) * static_cast<size_t>(2 * s.batch));  // outside the graphs
-    if (moved) drop_graphs();
+    if (moved) graphs_.drop();
   }
 
   // Enqueues the whole time loop of every layer on streams_[0] (and streams_[1] for the reverse
@@ -373,58 +366,9 @@ class CudaBackend final : public Backend<T> {
     }
   }
 
-  // Runs the time loop: directly on a shape's first run, as a captured graph after that.
+  // The time loop: directly on a shape's first run, as a captured graph after that.
   void run(const Shape& s) {
-    if (plans_.size() >= kMaxPlans && !plans_.count(s.key())) {
-      drop_graphs();
-      plans_.clear();
-    }
-    Plan& plan = plans_[s.key()];
-    // The first run is direct: it also loads every kernel it uses (lazily loaded modules must not
-    // load during a capture).
-    if (!options_.cuda_graphs || plan.capture_failed || plan.runs++ == 0) {
-      enqueue(s);
-      return;
-    }
-    if (!plan.graph) plan.graph = capture(s);
-    if (!plan.graph) {
-      plan.capture_failed = true;
-      enqueue(s);
-      return;
-    }
-    FASTLSTM_CUDA_CHECK(cudaGraphLaunch(plan.graph, streams_[0]));
-    ++graph_replays_;
-  }
-
-  // The time loop of `s` as an executable graph; nullptr when capturing fails (then it runs
-  // directly, as on its first run).
-  cudaGraphExec_t capture(const Shape& s) {
-    if (cudaStreamBeginCapture(streams_[0], cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
-      (void)cudaGetLastError();
-      return nullptr;
-    }
-    cudaGraph_t graph = nullptr;
-    bool enqueued = true;
-    try {
-      enqueue(s);
-    } catch (const Error&) {
-      enqueued = false;
-    }
-    const cudaError_t ended = cudaStreamEndCapture(streams_[0], &graph);
-    cudaGraphExec_t exec = nullptr;
-    if (enqueued && ended == cudaSuccess && graph && cudaGraphInstantiate(&exec, graph, 0) != cudaSuccess) {
-      exec = nullptr;
-    }
-    if (graph) (void)cudaGraphDestroy(graph);
-    (void)cudaGetLastError();
-    return exec;
-  }
-
-  void drop_graphs() noexcept {
-    for (auto& [key, plan] : plans_) {
-      if (plan.graph) (void)cudaGraphExecDestroy(plan.graph);
-      plan.graph = nullptr;
-    }
+    if (graphs_.run(s.key(), streams_[0], options_.cuda_graphs, [&] { enqueue(s); })) ++graph_replays_;
   }
 
   LstmConfig config_;
@@ -440,7 +384,7 @@ class CudaBackend final : public Backend<T> {
   Buffer x_stage_, out_stage_, layer_out_[2], gates_, h_gates_[2], h_cell_[2], h_state_, c_state_;
   Buffer input_host_, h_host_, c_host_, out_final_, h_final_, c_final_, indices_, copy_host_, copy_device_;
   std::vector<int64_t> permutation_;
-  std::map<std::vector<int64_t>, Plan> plans_;
+  GraphPlans graphs_;
   int64_t graph_replays_ = 0;
 };
 

@@ -233,7 +233,7 @@ struct CudaConversion {
   template <typename T>
   static fastlstm::TensorView<const T> view(py::handle object, const char* name) {
     if (py::isinstance<DeviceTensor>(object)) return object.cast<const DeviceTensor&>().view<T>(name);
-    return fastlstm::python::numpy_view<T>(py::cast<py::array>(object), name);
+    return fastlstm::python::HostConversion::view<T>(object, name);
   }
   template <typename T>
   static py::object result(fastlstm::Tensor<T>&& tensor, const std::vector<int64_t>& shape = {}) {

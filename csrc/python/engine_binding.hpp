@@ -79,6 +79,7 @@ py::array to_numpy(std::vector<T>&& values, const std::vector<int64_t>& shape) {
 struct HostConversion {
   template <typename T>
   static TensorView<const T> view(py::handle object, const char* name) {
+    if (py::isinstance<py::array>(object)) return numpy_view<T>(py::reinterpret_borrow<py::array>(object), name);
     return numpy_view<T>(py::cast<py::array>(object), name);
   }
   template <typename T>

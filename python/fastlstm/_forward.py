@@ -11,12 +11,15 @@ from . import _operands
 from ._arrays import check_dtype
 from ._errors import InputError
 from ._packing import PackedSequence, as_packed_sequence, is_packed_sequence
+from ._native import core
 from ._stream import LSTMStream
 
 ArrayLike = Any  # numpy.ndarray, anything exposing __dlpack__ / __array_interface__, or a GPU array
 State = Tuple[np.ndarray, np.ndarray]
 Hx = Optional[Tuple[ArrayLike, ArrayLike]]  # (h_0, c_0)
 AnyResult = Tuple[Any, Tuple[Any, Any]]  # output, (h_n, c_n) in a GPU array's own framework
+
+_CPU_ENGINES = (core.LstmFloat32, core.LstmFloat64)  # a model's engine is one of these or a CUDA one
 
 
 class Forward:
@@ -64,9 +67,11 @@ class Forward:
         last step, in the caller's order. hx: (h_0, c_0), each (D * num_layers, N, H_out) and
         (D * num_layers, N, hidden_size), without N for unbatched input; zeros when omitted.
         """
-        if is_packed_sequence(input):
-            return self._forward_packed(input, hx)
-        x = self._read(input, "input")
+        x = input if type(input) is np.ndarray else None  # the common case, without further lookups
+        if x is None:
+            if is_packed_sequence(input):
+                return self._forward_packed(input, hx)
+            x = self._read(input, "input")
         if x.ndim not in (2, 3):
             raise InputError(f"LSTM: Expected input to be 2D or 3D, got {x.ndim}D instead")
         self._check_input(x)
@@ -81,11 +86,14 @@ class Forward:
         h_0 = c_0 = None
         if hx is not None:
             h_0, c_0 = self._check_hx(hx, batched, batch)
-        output, h_n, c_n = self._engine.forward(*map(_operands.for_engine, (x, h_0, c_0)))
+        for_engine = _operands.for_engine
+        output, h_n, c_n = self._engine.forward(for_engine(x), for_engine(h_0), for_engine(c_0))
         if not batched:
             output = _operands.reshape(output, (output.shape[1] if self.batch_first else output.shape[0], output.shape[2]))
             h_n = _operands.reshape(h_n, (h_n.shape[0], h_n.shape[2]))
             c_n = _operands.reshape(c_n, (c_n.shape[0], c_n.shape[2]))
+        if type(x) is np.ndarray:  # NumPy in, NumPy out
+            return output, (h_n, c_n)
         return _operands.as_result(output, x), (_operands.as_result(h_n, x), _operands.as_result(c_n, x))
 
     def stream(self, batch_size: int = 1) -> "LSTMStream":
@@ -118,7 +126,7 @@ class Forward:
 
     def _read(self, value: Any, name: str) -> Any:
         """An operand as this model's engine reads it (see _operands.read)."""
-        return _operands.read(value, name, self._engine.device != "cpu")
+        return _operands.read(value, name, not isinstance(self._engine, _CPU_ENGINES))
 
     def _check_input(self, x: Any) -> None:
         """The input's dtype and width (its last extent), with torch's message for the width."""

@@ -25,7 +25,7 @@ def for_engine(operand: Any) -> Any:
     """What the compiled engine takes for an operand `read` returned (None stays None)."""
     if operand is None:
         return None
-    if isinstance(operand, _cuda_runtime.DeviceOperand):
+    if type(operand) is _cuda_runtime.DeviceOperand:
         return operand.tensor
     return engine_compatible(operand)
 
