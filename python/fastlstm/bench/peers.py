@@ -147,6 +147,21 @@ def prepare(case: Case, torch, ort, seed: int = 0) -> Prepared:
     return prep
 
 
+def _torch_tool(torch, module, x, padded_output) -> Tool:
+    """torch's LSTM over `x` (a tensor or a PackedSequence); `padded_output` turns its output into
+    the padded tensor the checks compare."""
+
+    def run_torch():
+        with torch.no_grad():
+            return module(x)
+
+    def check_torch():
+        out, (h, c) = run_torch()
+        return {"output": padded_output(out).numpy(), "h_n": h.numpy(), "c_n": c.numpy()}
+
+    return Tool("torch", run_torch, check_torch)
+
+
 def make_tools(prep: Prepared, threads: int, torch, ort) -> List[Tool]:
     """The fastlstm variants first, then the peers, all at `threads` threads."""
     case, d = prep.case, prep.data
@@ -231,18 +246,10 @@ def make_tools(prep: Prepared, threads: int, torch, ort) -> List[Tool]:
         tools.append(Tool("fastlstm", lambda: model(packed), check_packed))
         tools.append(Tool("fastlstm-padded", lambda: model(x), check_padded))
         if prep.torch_module is not None:
-            module, t_packed = prep.torch_module, d["t_packed"]
+            def padded_output(out):
+                return torch.nn.utils.rnn.pad_packed_sequence(out, total_length=case.steps)[0]
 
-            def run_torch():
-                with torch.no_grad():
-                    return module(t_packed)
-
-            def check_torch():
-                out, (h, c) = run_torch()
-                padded, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=case.steps)
-                return {"output": padded.numpy(), "h_n": h.numpy(), "c_n": c.numpy()}
-
-            tools.append(Tool("torch", run_torch, check_torch))
+            tools.append(_torch_tool(torch, prep.torch_module, d["t_packed"], padded_output))
         return tools
 
     def check_fast():
@@ -251,17 +258,7 @@ def make_tools(prep: Prepared, threads: int, torch, ort) -> List[Tool]:
 
     tools.append(Tool("fastlstm", lambda: model(x), check_fast))
     if prep.torch_module is not None:
-        module, t_x = prep.torch_module, d["t_x"]
-
-        def run_torch():
-            with torch.no_grad():
-                return module(t_x)
-
-        def check_torch():
-            out, (h, c) = run_torch()
-            return {"output": out.numpy(), "h_n": h.numpy(), "c_n": c.numpy()}
-
-        tools.append(Tool("torch", run_torch, check_torch))
+        tools.append(_torch_tool(torch, prep.torch_module, d["t_x"], lambda out: out))
     if prep.onnx_model is not None:
         session = ort_session(ort, prep.onnx_model, threads)
         feed = {"x": x}
