@@ -94,6 +94,18 @@ def test_the_cuda_module_imports_and_reports_devices_without_failing():
         assert hasattr(module, name)
 
 
+@pytest.mark.skipif(not CUDA_BUILT, reason="this build has no CUDA module (FASTLSTM_CUDA=OFF)")
+def test_the_cuda_module_is_not_loaded_on_a_cpu_that_lacks_its_instruction_set(monkeypatch):
+    build = importlib.import_module("fastlstm._cuda_build")
+    assert build.ISA in ("baseline", "avx2", "avx512")
+    monkeypatch.setattr(_cuda_runtime, "_loaded", None)  # forget what this process found
+    monkeypatch.setattr(_cuda_runtime, "_missing_cpu_features", lambda: ["avx2", "fma"])
+    assert not fastlstm.cuda_available()
+    assert "AVX2, FMA" in fastlstm.cuda_unavailable_reason()
+    with pytest.raises(RuntimeError, match="AVX2, FMA"):
+        fastlstm.LSTM(4, 8, device="cuda")
+
+
 @pytest.mark.skipif(CUDA_BUILT, reason="this build has the CUDA module")
 def test_without_the_cuda_module_the_reason_says_how_to_build_it():
     assert "FASTLSTM_CUDA=ON" in fastlstm.cuda_unavailable_reason()

@@ -25,10 +25,14 @@ def _load() -> Tuple[Any, int, str]:
             _loaded = (None, 0, "this fastlstm was built without CUDA (rebuild with "
                                 "pip install '.[cuda]' -C cmake.define.FASTLSTM_CUDA=ON)")
         if _loaded is None:
-            missing = _missing_cpu_features()
-            if missing:
-                _loaded = (None, 0, "the CUDA module is built for CPUs with " + ", ".join(missing).upper()
-                                    + ", which this CPU lacks")
+            try:
+                missing = _missing_cpu_features()
+            except ImportError as error:  # an installation without the module's build description
+                _loaded = (None, 0, f"the CUDA module's build description is missing ({error}): reinstall fastlstm")
+            else:
+                if missing:
+                    _loaded = (None, 0, "the CUDA module is built for CPUs with " + ", ".join(missing).upper()
+                                        + ", which this CPU lacks")
         if _loaded is None:
             try:
                 _cuda = importlib.import_module(f"{__package__}._cuda")

@@ -1,6 +1,7 @@
 // Hostile use of the C++ API: sizes that overflow, special files and odd paths, files replaced or
 // truncated while they load, parameters read while another thread sets them. Each rejection is
 // the named exception, and the model gives the same outputs after it.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -216,4 +217,38 @@ TEST_CASE("hostile: parameter() and copy_weights() are the old or the new weight
   writer.join();
   CHECK(torn == 0);
   CHECK_THROWS_WITH_AS(model.parameter("weight_hh_l9"), doctest::Contains("unknown parameter"), InvalidArgument);
+}
+
+TEST_CASE("hostile: stream states of another model or memory on another device are refused, the state unchanged") {
+  const LstmConfig config = make_config(3, 4, 2);
+  const Lstm<float> model(random_weights<float>(config, 81), 1);
+  const Lstm<float> other(make_config(3, 5, 2), 1);
+  auto state = model.make_state(2);
+  auto foreign = other.make_state(2);
+  const auto h = random_values<float>(2 * 2 * 4, 82);
+  const auto c = random_values<float>(2 * 2 * 4, 83);
+  model.set_state(state, {{h.data(), {2, 2, 4}}, {c.data(), {2, 2, 4}}});
+  CHECK_THROWS_AS(model.set_state(foreign, {{h.data(), {2, 2, 4}}, {c.data(), {2, 2, 4}}}), InvalidArgument);
+  CHECK_THROWS_AS(model.reset_state(foreign), InvalidArgument);
+  CHECK_THROWS_AS(model.read_state(foreign), InvalidArgument);
+  const TensorView<const float> on_gpu(h.data(), {2, 2, 4}, fastlstm::Device::cuda(0));
+  CHECK_THROWS_WITH_AS(model.set_state(state, {on_gpu, {c.data(), {2, 2, 4}}}), doctest::Contains("h_0: is on cuda:0"),
+                       InvalidArgument);
+  std::vector<float> out(2 * 4);
+  const auto x = random_values<float>(2 * 3, 84);
+  CHECK_THROWS_WITH_AS(model.step(TensorView<const float>(x.data(), {2, 3}), state,
+                                  TensorView<float>(out.data(), {2, 4}, fastlstm::Device::cuda(1))),
+                       doctest::Contains("output_t: is on cuda:1"), InvalidArgument);
+  const auto [h_read, c_read] = model.read_state(state);  // every refusal left the state as it was
+  CHECK(std::equal(h.begin(), h.end(), h_read.data()));
+  CHECK(std::equal(c.begin(), c.end(), c_read.data()));
+}
+
+TEST_CASE("hostile: options outside their ranges are refused by name") {
+  fastlstm::LstmOptions options;
+  options.num_threads = -1;
+  CHECK_THROWS_WITH_AS(Lstm<float>(make_config(3, 4), options), doctest::Contains("num_threads"), InvalidArgument);
+  options.num_threads = 1;
+  options.device = fastlstm::Device{fastlstm::DeviceKind::cpu, 3};
+  CHECK_THROWS_WITH_AS(Lstm<float>(make_config(3, 4), options), doctest::Contains("device"), InvalidArgument);
 }
