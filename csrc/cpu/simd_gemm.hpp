@@ -1,5 +1,6 @@
 #pragma once
-// Float products C += A * B with A (the weights) packed once, on AVX-512 or AVX2 + FMA. Same
+// Float products C += A * B with A (the weights) packed once, on AVX-512 or AVX2 + FMA, the weights
+// held as float or in a 16-bit format (weight_types.hpp: converted to float as they load). Same
 // contract as the Eigen-based PackedWeights in packed_gemm.hpp, which it replaces for float in the
 // AVX-512 and AVX2 cores. On AVX-512 the micro-kernel is 48 x 8 (24 accumulators of the 32
 // registers), so that every weight vector loaded from cache feeds 8 FMAs where Eigen's 48 x 4 feeds
@@ -20,9 +21,10 @@
 #include <utility>
 
 #include <Eigen/Core>
-#include <xmmintrin.h>
+#include <immintrin.h>
 
 #include "huge_pages.hpp"
+#include "weight_types.hpp"
 
 namespace fastlstm::cpu::simd {
 
@@ -40,6 +42,14 @@ struct Avx512 {
   static constexpr int kCols = 8;
   static constexpr Index kRowBlockBytes = 512 * 1024;  // the A rows multiplied together stay in L2
   static constexpr bool kPrefetchStreams = false;      // a 2 MB L2 holds what streams: prefetch only adds loads
+
+  // A register of weights from an aligned panel: 16 floats, or 16 16-bit values widened.
+  static Packet load(const float* p) { return Eigen::internal::pload<Packet>(p); }
+  static Packet load(const Float16* p) { return _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(p))); }
+  static Packet load(const BFloat16* p) {
+    const __m512i wide = _mm512_cvtepu16_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(p)));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+  }
 };
 #endif
 
@@ -53,6 +63,14 @@ struct Avx2 {
   static constexpr int kCols = 4;
   static constexpr Index kRowBlockBytes = 256 * 1024;  // half of Zen 3's L2
   static constexpr bool kPrefetchStreams = true;       // a 512 KB L2 does not: streams come from L3
+
+  // A register of weights from an aligned panel: 8 floats, or 8 16-bit values widened.
+  static Packet load(const float* p) { return Eigen::internal::pload<Packet>(p); }
+  static Packet load(const Float16* p) { return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(p))); }
+  static Packet load(const BFloat16* p) {
+    const __m256i wide = _mm256_cvtepu16_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+  }
 };
 #endif
 
@@ -65,7 +83,8 @@ constexpr Index kMaxDepthBlock = 512;        // a B panel (kc x kCols) stays in 
 // adds loads).
 constexpr Index kPrefetchMinBytes = 256 * 1024;
 constexpr Index kPrefetchMinColumns = 4;
-constexpr Index kPrefetchAhead = 24 * 48;  // floats: ~300 cycles of either full panel
+constexpr Index kPrefetchAheadBytes = 24 * 48 * 4;  // ~300 cycles of either full float panel
+constexpr Index kCacheLine = 64;
 // A product of at least this many column panels over such weights takes a row panel at a time
 // through all its columns and prefetches the next panel meanwhile (PackedWeights::multiply_spread).
 constexpr Index kSpreadMinPanels = 3;
@@ -81,13 +100,13 @@ enum class Prefetch {
 // C (column stride ldc) = base + acc for the first `rows` rows (the panel's other rows belong to
 // someone else, or to no one), where base is C itself (base_ld = ldc), one column shared by all
 // (base_ld = 0: a bias) or zero (base = nullptr). Prefetch::kNext prefetches the line at
-// next + k * next_step at depth step k.
-template <class Isa, int Vectors, int Cols, Prefetch Mode>
-inline void micro_kernel(const float* a, const float* b, Index kc, float* c, Index ldc, const float* base,
-                         Index base_ld, Index rows, const float* next, Index next_step) {
+// next + k * next_step at depth step k. W: the weights' type (float, Float16, BFloat16).
+template <class Isa, typename W, int Vectors, int Cols, Prefetch Mode>
+inline void micro_kernel(const W* a, const float* b, Index kc, float* c, Index ldc, const float* base,
+                         Index base_ld, Index rows, const W* next, Index next_step) {
   namespace ei = Eigen::internal;
   using Packet = typename Isa::Packet;
-  constexpr Index kLanes = Isa::kLanes, kStep = Vectors * kLanes;  // floats of A per depth step
+  constexpr Index kLanes = Isa::kLanes, kStep = Vectors * kLanes;  // weights of A per depth step
   // With few accumulators the FMA latency (4 cycles, 2 per cycle) would bound the loop: even
   // and odd k then go to separate accumulators.
   constexpr int kSplits = Vectors * Cols < 8 ? 2 : 1;
@@ -96,19 +115,20 @@ inline void micro_kernel(const float* a, const float* b, Index kc, float* c, Ind
     for (int j = 0; j < Cols; ++j)
       for (int v = 0; v < Vectors; ++v) acc[s][j][v] = ei::pset1<Packet>(0.0f);
   auto step = [&](int s, Index k) {
-    const float* panel = a + k * kStep;
+    const W* panel = a + k * kStep;
     if constexpr (Mode == Prefetch::kNext) {
       _mm_prefetch(reinterpret_cast<const char*>(next + k * next_step), _MM_HINT_T1);
     }
     if constexpr (Mode == Prefetch::kAhead) {
       // A cache line per 64 bytes of the step, far enough ahead to cover a trip to L3; past the
       // panel's end it reaches the next panel, the next one this pass multiplies.
-      for (Index offset = 0; offset < kStep; offset += 16) {
-        ei::prefetch(panel + offset + kPrefetchAhead);
+      constexpr Index kLineWeights = kCacheLine / Index(sizeof(W)), kAhead = kPrefetchAheadBytes / Index(sizeof(W));
+      for (Index offset = 0; offset < kStep; offset += kLineWeights) {
+        _mm_prefetch(reinterpret_cast<const char*>(panel + offset + kAhead), _MM_HINT_T0);
       }
     }
     Packet row[Vectors];
-    for (int v = 0; v < Vectors; ++v) row[v] = ei::pload<Packet>(panel + v * kLanes);
+    for (int v = 0; v < Vectors; ++v) row[v] = Isa::load(panel + v * kLanes);
     for (int j = 0; j < Cols; ++j) {
       const Packet x = ei::pset1<Packet>(b[k * Cols + j]);
       for (int v = 0; v < Vectors; ++v) acc[s][j][v] = ei::pmadd(row[v], x, acc[s][j][v]);
@@ -137,32 +157,33 @@ inline void micro_kernel(const float* a, const float* b, Index kc, float* c, Ind
   }
 }
 
-using MicroKernel = void (*)(const float*, const float*, Index, float*, Index, const float*, Index, Index,
-                             const float*, Index);
+template <typename W>
+using MicroKernel = void (*)(const W*, const float*, Index, float*, Index, const float*, Index, Index, const W*,
+                             Index);
 
-template <class Isa, Prefetch Mode, int Vectors, int... Cols>
+template <class Isa, typename W, Prefetch Mode, int Vectors, int... Cols>
 constexpr auto kernels_for(std::integer_sequence<int, Cols...>) {
-  return std::array<MicroKernel, sizeof...(Cols)>{&micro_kernel<Isa, Vectors, Cols + 1, Mode>...};
+  return std::array<MicroKernel<W>, sizeof...(Cols)>{&micro_kernel<Isa, W, Vectors, Cols + 1, Mode>...};
 }
 
 // kernels[vectors - 1][cols - 1]
-template <class Isa, Prefetch Mode, int... Vectors>
+template <class Isa, typename W, Prefetch Mode, int... Vectors>
 constexpr auto kernel_table(std::integer_sequence<int, Vectors...>) {
-  return std::array<std::array<MicroKernel, Isa::kCols>, sizeof...(Vectors)>{
-      kernels_for<Isa, Mode, Vectors + 1>(std::make_integer_sequence<int, Isa::kCols>{})...};
+  return std::array<std::array<MicroKernel<W>, Isa::kCols>, sizeof...(Vectors)>{
+      kernels_for<Isa, W, Mode, Vectors + 1>(std::make_integer_sequence<int, Isa::kCols>{})...};
 }
 
-template <class Isa, Prefetch Mode>
+template <class Isa, typename W, Prefetch Mode>
 struct KernelTable {
-  static constexpr auto kernels = kernel_table<Isa, Mode>(std::make_integer_sequence<int, kMaxVectors>{});
+  static constexpr auto kernels = kernel_table<Isa, W, Mode>(std::make_integer_sequence<int, kMaxVectors>{});
 };
 
 // The micro-kernel for a panel of `vectors` registers of rows and `cols` columns (1..kCols).
-template <class Isa>
-MicroKernel micro_kernel_for(Index vectors, Index cols, Prefetch mode) {
-  const auto& table = mode == Prefetch::kAhead  ? KernelTable<Isa, Prefetch::kAhead>::kernels
-                      : mode == Prefetch::kNext ? KernelTable<Isa, Prefetch::kNext>::kernels
-                                                : KernelTable<Isa, Prefetch::kNone>::kernels;
+template <class Isa, typename W>
+MicroKernel<W> micro_kernel_for(Index vectors, Index cols, Prefetch mode) {
+  const auto& table = mode == Prefetch::kAhead  ? KernelTable<Isa, W, Prefetch::kAhead>::kernels
+                      : mode == Prefetch::kNext ? KernelTable<Isa, W, Prefetch::kNext>::kernels
+                                                : KernelTable<Isa, W, Prefetch::kNone>::kernels;
   return table[static_cast<size_t>(vectors - 1)][static_cast<size_t>(cols - 1)];
 }
 
@@ -182,7 +203,8 @@ inline void pack_columns(const float* b, Index ldb, Index kc, float* out) {
     for (int j = 0; j < Cols; ++j) out[k * Cols + j] = b[j * ldb + k];
 }
 
-template <class Isa>
+// W: how the packed weights are held (float, or a 16-bit format rounded from the floats packed).
+template <class Isa, typename W = float>
 class PackedWeights {
  public:
   PackedWeights() = default;
@@ -194,17 +216,17 @@ class PackedWeights {
     const Index blocks = std::max<Index>(1, (k + kMaxDepthBlock - 1) / kMaxDepthBlock);
     kc_ = std::max<Index>(1, (k + blocks - 1) / blocks);
     padded_rows_ = (m + kLanes - 1) / kLanes * kLanes;
-    const Index bytes = padded_rows_ * k * Index(sizeof(float));
+    const Index bytes = padded_rows_ * k * Index(sizeof(W));
     prefetch_many_ = bytes >= kPrefetchMinBytes;
     prefetch_few_ = Isa::kPrefetchStreams && bytes >= static_cast<Index>(Eigen::l2CacheSize()) / 2;
-    panels_.assign(static_cast<size_t>(padded_rows_ * k), 0.0f);
+    panels_.assign(static_cast<size_t>(padded_rows_ * k), to_weight<W>(0.0f));
     for (Index k2 = 0; k2 < k; k2 += kc_) {
       const Index kc = std::min(kc_, k - k2);
       for (Index row0 = 0; row0 < m; row0 += kPanelRows) {
         const Index height = panel_height(row0);
-        float* panel = panels_.data() + k2 * padded_rows_ + row0 * kc;
+        W* panel = panels_.data() + k2 * padded_rows_ + row0 * kc;
         for (Index r = 0; r < std::min(kPanelRows, m - row0); ++r)
-          for (Index d = 0; d < kc; ++d) panel[d * height + r] = a[(row0 + r) * lda + k2 + d];
+          for (Index d = 0; d < kc; ++d) panel[d * height + r] = to_weight<W>(a[(row0 + r) * lda + k2 + d]);
       }
     }
   }
@@ -264,7 +286,8 @@ class PackedWeights {
           panel = workspace;
         }
         // Rows a block at a time, so that they stay in L2 while every column passes over them.
-        const Index row_block = std::max<Index>(kPanelRows, Isa::kRowBlockBytes / (kc * 4) / kPanelRows * kPanelRows);
+        const Index row_block =
+            std::max<Index>(kPanelRows, Isa::kRowBlockBytes / (kc * Index(sizeof(W))) / kPanelRows * kPanelRows);
         float* columns = c + j2 * ldc;
         for (Index r0 = 0; r0 < m_; r0 += row_block) {
           // The first depth block starts from the bias, the others from what the ones before wrote.
@@ -303,13 +326,13 @@ class PackedWeights {
   // base as micro_kernel takes it, from row 0.
   void multiply_block(Index k2, Index kc, const float* packed, Index n, Index r0, Index r1, float* c, Index ldc,
                       const float* base, Index base_ld) const {
-    const float* block = panels_.data() + k2 * padded_rows_;
+    const W* block = panels_.data() + k2 * padded_rows_;
     const bool prefetch = n >= kPrefetchMinColumns ? prefetch_many_ : prefetch_few_;
     for (Index j = 0; j < n; j += kPanelCols) {
       const Index cols = std::min(kPanelCols, n - j);
       const float* b = packed + j * kc;
       for (Index row0 = r0; row0 < r1; row0 += kPanelRows) {
-        micro_kernel_for<Isa>(panel_height(row0) / kLanes, cols, prefetch && j == 0 ? Prefetch::kAhead : Prefetch::kNone)(
+        micro_kernel_for<Isa, W>(panel_height(row0) / kLanes, cols, prefetch && j == 0 ? Prefetch::kAhead : Prefetch::kNone)(
             block + row0 * kc, b, kc, c + j * ldc + row0, ldc, base ? base + j * base_ld + row0 : nullptr, base_ld,
             std::min(kPanelRows, r1 - row0), nullptr, 0);
       }
@@ -324,11 +347,11 @@ class PackedWeights {
     const Index column_panels = (n + kPanelCols - 1) / kPanelCols;
     for (Index k2 = 0; k2 < k_; k2 += kc_) {
       const Index kc = std::min(kc_, k_ - k2);
-      const float* block = panels_.data() + k2 * padded_rows_;
+      const W* block = panels_.data() + k2 * padded_rows_;
       for (Index row0 = r0; row0 < r1; row0 += kPanelRows) {
         // Next: this depth block's next row panel, the next depth block's first one, or the first
         // one of the caller's next range.
-        const float* next = nullptr;
+        const W* next = nullptr;
         Index next_size = 0;
         if (row0 + kPanelRows < r1) {
           next = block + (row0 + kPanelRows) * kc;
@@ -346,7 +369,7 @@ class PackedWeights {
         const Index next_step = (share + kc - 1) / kc;
         for (Index j = 0, panel = 0; j < n; j += kPanelCols, ++panel) {
           const Index cols = std::min(kPanelCols, n - j);
-          micro_kernel_for<Isa>(panel_height(row0) / kLanes, cols, next ? Prefetch::kNext : Prefetch::kNone)(
+          micro_kernel_for<Isa, W>(panel_height(row0) / kLanes, cols, next ? Prefetch::kNext : Prefetch::kNone)(
               block + row0 * kc, packed + k2 * n + j * kc, kc, c + j * ldc + row0, ldc, c + j * ldc + row0, ldc,
               std::min(kPanelRows, r1 - row0), next ? next + panel * share : nullptr, next_step);
         }
@@ -356,7 +379,7 @@ class PackedWeights {
 
   Index m_ = 0, k_ = 0, kc_ = 1, padded_rows_ = 0;
   bool prefetch_many_ = false, prefetch_few_ = false;  // whether passes of >= and < kPrefetchMinColumns prefetch
-  PanelVector<float> panels_;
+  PanelVector<W> panels_;
 };
 
 }  // namespace fastlstm::cpu::simd

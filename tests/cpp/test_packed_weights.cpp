@@ -10,11 +10,13 @@
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "cpu/packed_gemm.hpp"
+#include "cpu/weight_types.hpp"
 
 namespace {
 
@@ -150,6 +152,86 @@ TEST_CASE("packed weights: C = bias + A * B for double") {
 TEST_CASE("packed weights: a row range of float touches only its rows, a lone column read in place") { check_multiply_rows<float>(); }
 
 TEST_CASE("packed weights: a row range of double touches only its rows, a lone column read in place") { check_multiply_rows<double>(); }
+
+// 16-bit weights (the AVX-512 and AVX2 cores): the product equals, to float rounding, the product
+// of the weights rounded to the format; the activations and the sums stay float.
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+namespace {
+#if defined(__AVX512F__)
+using SimdIsa = fastlstm::cpu::simd::Avx512;
+#else
+using SimdIsa = fastlstm::cpu::simd::Avx2;
+#endif
+
+// max_rounding: half an ulp of the format, relative to the value, or to the format's smallest
+// normal number below it (where its values are subnormal, float16's spacing stays that fine).
+template <typename W>
+void check_16bit_weights(double max_rounding, double smallest_normal) {
+  for (const Shape& s : kShapes) {
+    CAPTURE(s.m);
+    CAPTURE(s.k);
+    CAPTURE(s.n);
+    const Index lda = s.k + 3, ldb = s.k + 5, ldc = s.m + 2;
+    const std::vector<float> a_strided = random_matrix<float>(s.m * lda, 11);
+    std::vector<float> rounded(static_cast<size_t>(s.m * s.k));  // A as the format holds it
+    double worst_rounding = 0;
+    for (Index i = 0; i < s.m; ++i) {
+      for (Index d = 0; d < s.k; ++d) {
+        const float value = a_strided[static_cast<size_t>(i * lda + d)];
+        const float held = W::from_float(value).to_float();
+        const double scale = std::max(std::abs(double(value)), smallest_normal);
+        worst_rounding = std::max(worst_rounding, std::abs(double(held) - double(value)) / scale);
+        rounded[static_cast<size_t>(i * s.k + d)] = held;
+      }
+    }
+    CHECK(worst_rounding <= max_rounding);  // round to nearest: half an ulp of the format
+    const std::vector<float> b = random_matrix<float>(s.n * ldb, 12);
+    const std::vector<float> bias = random_matrix<float>(s.m, 13);
+    std::vector<float> c = random_matrix<float>(s.n * ldc, 14), start = c;
+    for (Index j = 0; j < s.n; ++j)
+      for (Index i = 0; i < s.m; ++i) start[static_cast<size_t>(j * ldc + i)] = bias[static_cast<size_t>(i)];
+    const std::vector<double> expected = expected_product(rounded, b, start, s.m, s.k, s.n, ldb, ldc, 0, s.m);
+
+    fastlstm::cpu::simd::PackedWeights<SimdIsa, W> weights;
+    weights.pack(a_strided.data(), s.m, s.k, lda, 64);
+    AlignedVector<float> workspace(static_cast<size_t>(weights.workspace_size(s.n)));
+    weights.multiply(b.data(), ldb, s.n, bias.data(), c.data(), ldc, workspace.data());
+    check_close(c, expected, s.k);
+
+    // Row ranges over packed activations, the other path of the recurrent steps.
+    AlignedVector<float> scratch(static_cast<size_t>(weights.packed_activations_size(s.n)));
+    const float* packed = weights.packed_activations(b.data(), ldb, s.n, scratch.data());
+    const std::vector<float> c0 = random_matrix<float>(s.n * s.m, 15);
+    std::vector<float> rows = c0;
+    weights.multiply_rows(packed, s.n, 0, s.m, rows.data(), s.m);
+    check_close(rows, expected_product(rounded, b, c0, s.m, s.k, s.n, ldb, s.m, 0, s.m), s.k);
+  }
+}
+}  // namespace
+
+TEST_CASE("packed weights in bfloat16: the product of the rounded weights, float activations and sums") {
+  check_16bit_weights<fastlstm::cpu::BFloat16>(1.0 / 256, 1.17549435e-38);  // 8 bits of significand
+}
+
+TEST_CASE("packed weights in float16: the product of the rounded weights, float activations and sums") {
+  check_16bit_weights<fastlstm::cpu::Float16>(1.0 / 2048, 6.103515625e-05);  // 11 bits of significand
+}
+
+TEST_CASE("16-bit formats round to nearest, ties to even, and keep infinities and NaN") {
+  using fastlstm::cpu::BFloat16;
+  using fastlstm::cpu::Float16;
+  CHECK(BFloat16::from_float(1.0f).bits == 0x3f80);
+  CHECK(BFloat16::from_float(1.0f + 1.0f / 256).bits == 0x3f80);   // a tie: to the even 1.0
+  CHECK(BFloat16::from_float(1.0f + 3.0f / 256).bits == 0x3f82);   // a tie: to the even 1 + 2/128
+  CHECK(BFloat16::from_float(-2.5f).to_float() == -2.5f);
+  CHECK(std::isinf(BFloat16::from_float(std::numeric_limits<float>::infinity()).to_float()));
+  CHECK(std::isnan(BFloat16::from_float(std::numeric_limits<float>::quiet_NaN()).to_float()));
+  CHECK(Float16::from_float(1.0f).bits == 0x3c00);
+  CHECK(Float16::from_float(65504.0f).to_float() == 65504.0f);
+  CHECK(std::isinf(Float16::from_float(1e6f).to_float()));
+  CHECK(Float16::from_float(1.0f + 1.0f / 2048).bits == 0x3c00);  // a tie: to the even 1.0
+}
+#endif
 
 #if defined(__linux__)
 namespace {
