@@ -3,6 +3,7 @@
 #include "fastlstm/lstm.hpp"
 
 #include <algorithm>
+#include <type_traits>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -14,6 +15,7 @@
 #include "checked_size.hpp"
 #include "fork_safety.hpp"
 #include "shape_string.hpp"
+#include "weight_format.hpp"
 #include "fastlstm/error.hpp"
 #include "fastlstm/version.hpp"
 
@@ -53,11 +55,25 @@ LstmOptions with_threads(int num_threads) {
   return options;
 }
 
+// The options of a model of T, checked and resolved.
+template <typename T>
+LstmOptions resolve_for(const LstmOptions& options) {
+  if (options.weight_format != WeightFormat::native && !std::is_same_v<T, float>) {
+    invalid(std::string("weight_format: ") + weight_format_name<float>(options.weight_format) +
+            " weights need a float32 model");
+  }
+  return resolve(options);
+}
+
 // The one place that maps a device to its backend.
 template <typename T>
 std::unique_ptr<Backend<T>> make_backend(const LstmConfig& config, const LstmOptions& options) {
   if (options.device.kind == DeviceKind::cuda) return make_cuda_backend<T>(config, options);
-  return make_cpu_backend<T>(config, options.num_threads);
+  return make_cpu_backend<T>(config, options.num_threads, options.weight_format);
+}
+
+bool is_weight_matrix(ParameterKind kind) {
+  return kind == ParameterKind::weight_ih || kind == ParameterKind::weight_hh || kind == ParameterKind::weight_hr;
 }
 }  // namespace
 
@@ -68,9 +84,19 @@ template <typename T>
 Lstm<T>::Lstm(const LstmConfig& config, int num_threads) : Lstm(config, with_threads(num_threads)) {}
 
 template <typename T>
+const char* weight_format_name(WeightFormat format) {
+  switch (format) {
+    case WeightFormat::float16: return "float16";
+    case WeightFormat::bfloat16: return "bfloat16";
+    case WeightFormat::native: break;
+  }
+  return std::is_same_v<T, float> ? "float32" : "float64";
+}
+
+template <typename T>
 Lstm<T>::Lstm(const LstmConfig& config, const LstmOptions& options)
     : weights_(LstmWeights<T>(config)),
-      options_(resolve(options)),
+      options_(resolve_for<T>(options)),
       backend_(make_backend<T>(weights_.config(), options_)),
       mutex_(std::make_unique<ForkSafeMutex>()) {}
 
@@ -80,10 +106,19 @@ Lstm<T>::Lstm(LstmWeights<T> weights, int num_threads) : Lstm(std::move(weights)
 template <typename T>
 Lstm<T>::Lstm(LstmWeights<T> weights, const LstmOptions& options)
     : weights_(std::move(weights)),
-      options_(resolve(options)),
+      options_(resolve_for<T>(options)),
       backend_(make_backend<T>(weights_.config(), options_)),
       mutex_(std::make_unique<ForkSafeMutex>()) {
+  for (Parameter<T>& parameter : weights_.parameters()) round_to_format(parameter);
   prepare();
+}
+
+template <typename T>
+void Lstm<T>::round_to_format(Parameter<T>& parameter) const {
+  if (options_.weight_format == WeightFormat::native || !is_weight_matrix(parameter.spec.kind)) return;
+  if constexpr (std::is_same_v<T, float>) {
+    for (float& value : parameter.values) value = weight_format::round(value, options_.weight_format);
+  }
 }
 
 template <typename T>
@@ -169,6 +204,7 @@ void Lstm<T>::set_parameters(const std::vector<std::pair<std::string, TensorView
         for (int64_t c = 0; c < cols; ++c) dst[r * cols + c] = src[c * col_stride];
       }
     }
+    round_to_format(*targets[i]);
   }
   prepare();
 }
@@ -180,6 +216,7 @@ void Lstm<T>::set_weights(const LstmWeights<T>& weights) {
   auto& dst = weights_.parameters();
   for (size_t i = 0; i < dst.size(); ++i) {
     std::copy(weights.parameters()[i].values.begin(), weights.parameters()[i].values.end(), dst[i].values.begin());
+    round_to_format(dst[i]);
   }
   prepare();
 }
@@ -382,5 +419,7 @@ LstmOutput<T> Lstm<T>::forward_packed(TensorView<const T> data, const std::vecto
 
 template class Lstm<float>;
 template class Lstm<double>;
+template const char* weight_format_name<float>(WeightFormat);
+template const char* weight_format_name<double>(WeightFormat);
 
 }  // namespace fastlstm

@@ -58,8 +58,9 @@ struct LayerRun;
 template <typename T>
 class CpuBackend final : public Backend<T> {
  public:
-  CpuBackend(const LstmConfig& config, int num_threads)
+  CpuBackend(const LstmConfig& config, int num_threads, WeightFormat weight_format)
       : config_(config),
+        weight_format_(weight_format),
         pool_(num_threads),
         split_(config, pool_.size()),
         claims_(static_cast<size_t>(pool_.size()) * 2) {}
@@ -101,13 +102,15 @@ class CpuBackend final : public Backend<T> {
         ThreadWeights& thread_weights = prepared.threads[thread];
         for (int64_t dir = 0; dir < D; ++dir) {
           const auto [lo, hi] = share.direction_columns(dir, H);
-          thread_weights.w_ih[dir].pack(w_ih.data() + lo * I, std::max<int64_t>(hi - lo, 0), I, I, kTypicalRows);
+          thread_weights.w_ih[dir].pack(w_ih.data() + lo * I, std::max<int64_t>(hi - lo, 0), I, I, kTypicalRows,
+                                        weight_format_);
           const auto [b0, b1] = share.blocks[dir];
           const int64_t row0 = 4 * split_.blocks[dir].start(b0), row1 = 4 * split_.blocks[dir].start(b1);
-          thread_weights.w_hh[dir].pack(w_hh[dir].data() + row0 * P, std::max<int64_t>(row1 - row0, 0), P, P, kTypicalBatch);
+          thread_weights.w_hh[dir].pack(w_hh[dir].data() + row0 * P, std::max<int64_t>(row1 - row0, 0), P, P, kTypicalBatch,
+                                        weight_format_);
           if (const auto* w_hr = weights.find(layer, dir, ParameterKind::weight_hr)) {
             const auto [q0, q1] = share.outputs[dir];
-            thread_weights.w_hr[dir].pack(w_hr->values.data() + q0 * H, q1 - q0, H, H, kTypicalBatch);
+            thread_weights.w_hr[dir].pack(w_hr->values.data() + q0 * H, q1 - q0, H, H, kTypicalBatch, weight_format_);
           }
         }
       }
@@ -314,6 +317,7 @@ class CpuBackend final : public Backend<T> {
 
 
   LstmConfig config_;
+  WeightFormat weight_format_;  // how the weight matrices are held (their values are the engine's)
   ThreadPool pool_;
   WorkSplit split_;
   std::vector<ClaimCounter> claims_;  // (thread, direction), for balanced layers

@@ -9,10 +9,11 @@
 
 #include <Eigen/Core>
 
+#include "fastlstm/lstm.hpp"
 #include "huge_pages.hpp"
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
-#include "simd_gemm.hpp"
+#include "formatted_weights.hpp"
 #endif
 
 namespace fastlstm::cpu {
@@ -31,7 +32,8 @@ class EigenPackedWeights {
   EigenPackedWeights() = default;
 
   // Packs `a` (m x k, row stride lda). `typical_n` tunes the cache blocking.
-  void pack(const T* a, Index m, Index k, Index lda, Index typical_n) {
+  // The weights' values as they are: a 16-bit format's rounding is the engine's (weight_format).
+  void pack(const T* a, Index m, Index k, Index lda, Index typical_n, WeightFormat = WeightFormat::native) {
     m_ = m;
     k_ = k;
     kc_ = k;
@@ -147,13 +149,14 @@ class EigenPackedWeights {
 };
 
 // The packed weights the backend uses: in the AVX-512 and AVX2 cores, float products run
-// fastlstm's own micro-kernels (simd_gemm.hpp); double, and the baseline core, run Eigen's.
+// fastlstm's own micro-kernels (simd_gemm.hpp) over weights in the model's format
+// (formatted_weights.hpp); double, and the baseline core, run Eigen's over the weights' values.
 #if defined(__AVX512F__)
 template <typename T>
-using PackedWeights = std::conditional_t<std::is_same_v<T, float>, simd::PackedWeights<simd::Avx512>, EigenPackedWeights<T>>;
+using PackedWeights = std::conditional_t<std::is_same_v<T, float>, simd::FormattedWeights<simd::Avx512>, EigenPackedWeights<T>>;
 #elif defined(__AVX2__) && defined(__FMA__)
 template <typename T>
-using PackedWeights = std::conditional_t<std::is_same_v<T, float>, simd::PackedWeights<simd::Avx2>, EigenPackedWeights<T>>;
+using PackedWeights = std::conditional_t<std::is_same_v<T, float>, simd::FormattedWeights<simd::Avx2>, EigenPackedWeights<T>>;
 #else
 template <typename T>
 using PackedWeights = EigenPackedWeights<T>;

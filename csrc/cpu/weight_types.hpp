@@ -1,31 +1,23 @@
 #pragma once
 // The 16-bit formats in which the float kernels (simd_gemm.hpp) can hold weights: IEEE half
 // precision (float16) and bfloat16, stored as their bit patterns. Each converts from float with
-// round-to-nearest-even (float16 through F16C, which every AVX2 core has) and back exactly.
+// round-to-nearest-even (bfloat16 as weight_format.hpp does; float16 through F16C, which every
+// AVX2 core has, bit for bit as weight_format.hpp does, tested) and back exactly.
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
 
 #include <immintrin.h>
 
+#include "../weight_format.hpp"
+
 namespace fastlstm::cpu {
 
 struct BFloat16 {
   uint16_t bits;
 
-  static BFloat16 from_float(float value) {
-    uint32_t x;
-    std::memcpy(&x, &value, sizeof(x));
-    if ((x & 0x7fffffffu) > 0x7f800000u) return {static_cast<uint16_t>((x >> 16) | 0x40u)};  // a quiet NaN
-    x += 0x7fffu + ((x >> 16) & 1u);  // to nearest, ties to even
-    return {static_cast<uint16_t>(x >> 16)};
-  }
-  float to_float() const {
-    const uint32_t x = uint32_t(bits) << 16;
-    float value;
-    std::memcpy(&value, &x, sizeof(value));
-    return value;
-  }
+  static BFloat16 from_float(float value) { return {weight_format::to_bfloat16(value)}; }
+  float to_float() const { return weight_format::from_bfloat16(bits); }
 };
 
 #if defined(__F16C__)

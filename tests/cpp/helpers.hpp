@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <random>
@@ -176,5 +177,14 @@ void check_close(const fastlstm::Tensor<T>& actual, const std::vector<double>& e
 }
 
 inline std::vector<int64_t> shape(std::initializer_list<int64_t> extents) { return extents; }
+
+// `value` rounded to bfloat16 (to nearest, ties to even), as a float.
+inline float bfloat16_value(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, sizeof(bits));
+  bits = (bits + 0x7fffu + ((bits >> 16) & 1u)) & 0xffff0000u;
+  std::memcpy(&value, &bits, sizeof(value));
+  return value;
+}
 
 }  // namespace fastlstm_test

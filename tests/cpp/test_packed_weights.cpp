@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <limits>
 #include <random>
@@ -215,6 +216,36 @@ TEST_CASE("packed weights in bfloat16: the product of the rounded weights, float
 
 TEST_CASE("packed weights in float16: the product of the rounded weights, float activations and sums") {
   check_16bit_weights<fastlstm::cpu::Float16>(1.0 / 2048, 6.103515625e-05);  // 11 bits of significand
+}
+
+TEST_CASE("the engine's portable float16 rounding agrees with F16C bit for bit") {
+  namespace wf = fastlstm::weight_format;
+  auto same = [](float a, float b) { return (std::isnan(a) && std::isnan(b)) || std::memcmp(&a, &b, sizeof(a)) == 0; };
+  int mismatches = 0;
+  for (uint32_t h = 0; h < 0x10000u; ++h) {
+    const auto half = static_cast<uint16_t>(h);
+    const float value = _cvtsh_ss(half);
+    if (!same(wf::from_float16(half), value)) ++mismatches;
+    if (!std::isnan(value) && wf::to_float16(value) != half) ++mismatches;
+    // The midpoint to the next half, and values just either side of it: the ties and their neighbours.
+    if ((h & 0x7c00u) != 0x7c00u && (h & 0x7fffu) != 0x7bffu) {
+      const float next = _cvtsh_ss(static_cast<uint16_t>(h + 1));
+      const double mid = (double(value) + double(next)) / 2;
+      for (float probe : {float(mid), std::nextafter(float(mid), -INFINITY), std::nextafter(float(mid), INFINITY)}) {
+        if (wf::to_float16(probe) != _cvtss_sh(probe, _MM_FROUND_TO_NEAREST_INT)) ++mismatches;
+      }
+    }
+  }
+  std::mt19937 engine(3);
+  std::uniform_int_distribution<uint32_t> bits;
+  for (int i = 0; i < 1000000; ++i) {
+    const uint32_t pattern = bits(engine);
+    float value;
+    std::memcpy(&value, &pattern, sizeof(value));
+    if (std::isnan(value)) continue;
+    if (wf::to_float16(value) != _cvtss_sh(value, _MM_FROUND_TO_NEAREST_INT)) ++mismatches;
+  }
+  CHECK(mismatches == 0);
 }
 
 TEST_CASE("16-bit formats round to nearest, ties to even, and keep infinities and NaN") {

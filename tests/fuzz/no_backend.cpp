@@ -7,11 +7,11 @@
 namespace fastlstm {
 
 template <typename T>
-std::unique_ptr<Backend<T>> make_cpu_backend(const LstmConfig&, int) {
+std::unique_ptr<Backend<T>> make_cpu_backend(const LstmConfig&, int, WeightFormat) {
   throw Error("the fuzz build of fastlstm has no backend");
 }
 
-template std::unique_ptr<Backend<float>> make_cpu_backend<float>(const LstmConfig&, int);
-template std::unique_ptr<Backend<double>> make_cpu_backend<double>(const LstmConfig&, int);
+template std::unique_ptr<Backend<float>> make_cpu_backend<float>(const LstmConfig&, int, WeightFormat);
+template std::unique_ptr<Backend<double>> make_cpu_backend<double>(const LstmConfig&, int, WeightFormat);
 
 }  // namespace fastlstm

@@ -47,10 +47,21 @@ struct LstmOutput {
 // runs at every step, so threads beyond the cores only wait).
 constexpr int kMaxThreads = 1024;
 
+// How a model holds its weight matrices (weight_ih, weight_hh, weight_hr; biases stay in T).
+// The 16-bit formats round every weight to nearest (ties to even) when it is set: the model then
+// computes, in float, with exactly those values, and on CPUs with AVX2 or AVX-512 reads them from
+// memory at half the bytes. They take float models.
+enum class WeightFormat { native, float16, bfloat16 };
+
+// "float32"/"float64" for native (by T), "float16", "bfloat16".
+template <typename T>
+const char* weight_format_name(WeightFormat format);
+
 // Where and how a model runs.
 struct LstmOptions {
   Device device{};  // Device::cuda(n): a build with FASTLSTM_CUDA=ON and a GPU (fastlstm/cuda.hpp)
   int num_threads = 0;  // the CPU's threads: 0 uses every core; at most kMaxThreads
+  WeightFormat weight_format = WeightFormat::native;
   bool allow_tf32 = false;  // CUDA: TF32 tensor-core GEMMs, faster from Ampere on, ~1e-3 accurate
   bool cuda_graphs = true;  // CUDA: the time loop replays as a CUDA graph from a shape's second run
 };
@@ -78,6 +89,7 @@ class Lstm {
   // The options the model was made with, num_threads resolved to the threads it runs.
   const LstmOptions& options() const { return options_; }
   Device device() const { return options_.device; }
+  WeightFormat weight_format() const { return options_.weight_format; }
   int num_threads() const { return options_.num_threads; }
   // Forward passes whose time loop replayed a captured CUDA graph; 0 on the CPU.
   int64_t graph_replays() const;
@@ -91,8 +103,8 @@ class Lstm {
   // A copy of all weights, taken as parameter() takes one.
   LstmWeights<T> copy_weights() const;
 
-  // Copies `values` (shape of the named parameter, any strides) into the parameter and
-  // re-prepares the backend. Throws InvalidArgument for an unknown name or a wrong shape; the
+  // Copies `values` (shape of the named parameter, any strides) into the parameter (rounded to
+  // the weight format) and re-prepares the backend. Throws InvalidArgument for an unknown name or a wrong shape; the
   // model is unchanged then.
   void set_parameter(const std::string& name, TensorView<const T> values);
   // Sets several parameters at once and re-prepares once. All are validated before any is
@@ -160,6 +172,7 @@ class Lstm {
   void check_stream_state(const State& state) const;
   void run_stream(ForwardRequest<T>& request, State& state) const;
   void prepare() const;                                  // with mutex_ held, or in a constructor
+  void round_to_format(Parameter<T>& parameter) const;   // the weight format's values
   void run(const ForwardRequest<T>& request) const;      // a forward pass, under mutex_
   Tensor<T> allocate(std::vector<int64_t> shape, Device device) const;
 

@@ -1,0 +1,97 @@
+// Models whose weight matrices are held in 16 bits (LstmOptions::weight_format): the weights are
+// rounded when set, biases are not, and the model computes exactly what a float32 model with the
+// rounded weights computes, within the formats' error of the float32 model itself.
+#include <cmath>
+#include <vector>
+
+#include "helpers.hpp"
+
+using fastlstm::InvalidArgument;
+using fastlstm::Lstm;
+using fastlstm::LstmConfig;
+using fastlstm::LstmOptions;
+using fastlstm::LstmWeights;
+using fastlstm::TensorView;
+using fastlstm::WeightFormat;
+using fastlstm_test::make_config;
+using fastlstm_test::random_values;
+
+namespace {
+
+LstmOptions with_format(WeightFormat format) {
+  LstmOptions options;
+  options.num_threads = 2;
+  options.weight_format = format;
+  return options;
+}
+
+// Weights drawn as torch draws them: U(-1/sqrt(H), 1/sqrt(H)).
+LstmWeights<float> torch_like_weights(const LstmConfig& config, unsigned seed) {
+  LstmWeights<float> weights(config);
+  const double bound = 1.0 / std::sqrt(double(config.hidden_size));
+  for (auto& parameter : weights.parameters()) {
+    parameter.values = random_values<float>(parameter.values.size(), seed++, bound);
+  }
+  return weights;
+}
+
+double max_difference(const fastlstm::Tensor<float>& a, const fastlstm::Tensor<float>& b) {
+  double worst = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) worst = std::max(worst, std::abs(double(a.data()[i]) - double(b.data()[i])));
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("weight format: 16-bit models compute with their rounded weights, within the format's error") {
+  const LstmConfig configs[] = {make_config(16, 32, 2, true, 8), make_config(64, 128, 2),
+                                make_config(32, 256, 1, false, 0, false, true)};
+  for (const LstmConfig& config : configs) {
+    const LstmWeights<float> weights = torch_like_weights(config, 91);
+    const Lstm<float> reference(weights, 2);
+    const int64_t N = 3, L = 20;
+    const auto x = random_values<float>(static_cast<size_t>(N * L * config.input_size), 92);
+    const TensorView<const float> input(x.data(), {config.batch_first ? N : L, config.batch_first ? L : N,
+                                                   config.input_size});
+    const auto expected = reference.forward(input);
+    for (const auto& [format, tolerance] : {std::pair{WeightFormat::float16, 3e-4}, std::pair{WeightFormat::bfloat16, 3e-3}}) {
+      CAPTURE(fastlstm::weight_format_name<float>(format));
+      const Lstm<float> model(weights, with_format(format));
+      CHECK(model.weight_format() == format);
+      // The weights it holds are the rounded ones; the biases are as given.
+      const Lstm<float> rounded(model.copy_weights(), 2);
+      for (const auto& parameter : model.weights().parameters()) {
+        const auto& given = weights.find(parameter.spec.name)->values;
+        const bool is_bias = parameter.spec.kind == fastlstm::ParameterKind::bias_ih ||
+                             parameter.spec.kind == fastlstm::ParameterKind::bias_hh;
+        CHECK((parameter.values == given) == (is_bias || given.empty()));
+      }
+      const auto actual = model.forward(input);
+      CHECK(max_difference(actual.output, rounded.forward(input).output) <= 1e-6);
+      const double error = max_difference(actual.output, expected.output);
+      CHECK(error > 0);
+      CHECK(error <= tolerance);
+      CHECK(max_difference(actual.h_n, expected.h_n) <= tolerance);
+    }
+  }
+}
+
+TEST_CASE("weight format: set_parameter rounds, and a stream steps as the forward does") {
+  const LstmConfig config = make_config(8, 16, 1);
+  Lstm<float> model(torch_like_weights(config, 93), with_format(WeightFormat::bfloat16));
+  const std::vector<float> values(16 * 4 * 16, 0.1f);
+  model.set_parameter("weight_hh_l0", TensorView<const float>(values.data(), {64, 16}));
+  CHECK(model.parameter("weight_hh_l0").data()[0] == fastlstm_test::bfloat16_value(0.1f));
+  const auto x = random_values<float>(5 * 2 * 8, 94);
+  const auto full = model.forward(TensorView<const float>(x.data(), {5, 2, 8}));
+  auto state = model.make_state(2);
+  const auto chunk = model.forward(TensorView<const float>(x.data(), {5, 2, 8}), state);
+  CHECK(max_difference(chunk, full.output) == 0);
+}
+
+TEST_CASE("weight format: 16-bit weights need a float32 model") {
+  CHECK_THROWS_WITH_AS(Lstm<double>(make_config(4, 8), with_format(WeightFormat::float16)),
+                       doctest::Contains("weight_format: float16 weights need a float32 model"), InvalidArgument);
+  CHECK(std::string(fastlstm::weight_format_name<double>(WeightFormat::native)) == "float64");
+  CHECK(std::string(fastlstm::weight_format_name<float>(WeightFormat::bfloat16)) == "bfloat16");
+}
