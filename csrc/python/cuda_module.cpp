@@ -248,10 +248,12 @@ void bind_cuda_engine(py::module_& m, const char* name) {
   using Engine = fastlstm::Lstm<T>;
   // Module-local: the CPU module binds the same C++ class.
   fastlstm::python::bind_engine<T, CudaConversion>(m, name, py::module_local())
-      .def(py::init([](const py::dict& config, int device, int num_threads, bool allow_tf32, bool cuda_graphs) {
+      .def(py::init([](const py::dict& config, int device, int num_threads, bool allow_tf32, bool cuda_graphs,
+                       const std::string& weight_format) {
              fastlstm::LstmOptions options;
              options.device = fastlstm::Device::cuda(device);
              options.num_threads = num_threads;
+             options.weight_format = fastlstm::python::weight_format_from(weight_format);
              options.allow_tf32 = allow_tf32;
              options.cuda_graphs = cuda_graphs;
              const fastlstm::LstmConfig lstm_config = fastlstm::python::config_from_dict(config);
@@ -259,7 +261,7 @@ void bind_cuda_engine(py::module_& m, const char* name) {
              return Engine(lstm_config, options);
            }),
            py::arg("config"), py::arg("device"), py::arg("num_threads"), py::arg("allow_tf32"),
-           py::arg("cuda_graphs"));
+           py::arg("cuda_graphs"), py::arg("weight_format") = "native");
 }
 
 }  // namespace

@@ -75,6 +75,14 @@ py::array to_numpy(std::vector<T>&& values, const std::vector<int64_t>& shape) {
   return py::array_t<T>(shape, owned->data(), owner);
 }
 
+// A weight format from its Python name ("native", "float16", "bfloat16").
+inline WeightFormat weight_format_from(const std::string& name) {
+  if (name == "native") return WeightFormat::native;
+  if (name == "float16") return WeightFormat::float16;
+  if (name == "bfloat16") return WeightFormat::bfloat16;
+  throw py::value_error("weight_format: expected native, float16 or bfloat16, got '" + name + "'");
+}
+
 // Host memory only: NumPy arrays in, NumPy arrays out.
 struct HostConversion {
   template <typename T>
@@ -159,6 +167,8 @@ py::class_<Lstm<T>> bind_engine(py::module_& m, const char* name, const Extra&..
   engine.def_property_readonly("num_threads", &Engine::num_threads)
       .def_property_readonly("device", [](const Engine& e) { return e.device().str(); })
       .def_property_readonly("allow_tf32", [](const Engine& e) { return e.options().allow_tf32; })
+      .def_property_readonly("weight_format",
+                             [](const Engine& e) { return weight_format_name<T>(e.weight_format()); })
       .def_property_readonly("graph_replays", &Engine::graph_replays)
       .def(
           "parameter_shapes",

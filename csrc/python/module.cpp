@@ -29,10 +29,13 @@ template <typename T>
 void bind_cpu_engine(py::module_& m, const char* name) {
   using Engine = fastlstm::Lstm<T>;
   fastlstm::python::bind_engine<T, HostConversion>(m, name).def(
-      py::init([](const py::dict& config, int num_threads) {
-        return Engine(fastlstm::python::config_from_dict(config), num_threads);
+      py::init([](const py::dict& config, int num_threads, const std::string& weight_format) {
+        fastlstm::LstmOptions options;
+        options.num_threads = num_threads;
+        options.weight_format = fastlstm::python::weight_format_from(weight_format);
+        return Engine(fastlstm::python::config_from_dict(config), options);
       }),
-      py::arg("config"), py::arg("num_threads"));
+      py::arg("config"), py::arg("num_threads"), py::arg("weight_format") = "native");
 }
 
 // The model file (model_file.hpp): saving and loading engines, and the inference of an LSTM from
