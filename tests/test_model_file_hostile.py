@@ -110,9 +110,11 @@ CASES = {
                                                            "data_offsets": [48, 160000000048]}), DATA),
                             r"reach beyond the 48 bytes of data"),
     # dtypes
-    "F16 weights": (raw_file(tensors(weight_ih_l0={"dtype": "F16", "shape": [4, 2], "data_offsets": [0, 16]},
+    "U16 weights": (raw_file(tensors(weight_ih_l0={"dtype": "U16", "shape": [4, 2], "data_offsets": [0, 16]},
                                      weight_hh_l0={"dtype": "F32", "shape": [4, 1], "data_offsets": [16, 32]}), DATA[:32]),
-                    r"tensor 'weight_ih_l0' has dtype F16; fastlstm reads F32 and F64"),
+                    r"tensor 'weight_ih_l0' has dtype U16; fastlstm reads F32, F64, F16 and BF16"),
+    "unknown weight_format": (raw_file(dict(tensors(), __metadata__={"weight_format": "int4"}), DATA),
+                              r"metadata weight_format = 'int4' is not"),
     "I64 weights": (raw_file(tensors(weight_ih_l0={"dtype": "I64", "shape": [4, 2], "data_offsets": [0, 64]},
                                      weight_hh_l0={"dtype": "F32", "shape": [4, 1], "data_offsets": [64, 80]}), bytes(80)),
                     r"has dtype I64"),

@@ -106,3 +106,28 @@ def test_quantize_refuses_other_formats_and_float64_models():
     with pytest.raises(ValueError, match="float32 model"):
         fastlstm.LSTM(4, 8, dtype=np.float64).quantize("float16")
     assert fastlstm.LSTM(4, 8, dtype=np.float64).weight_format == "float64"
+
+
+@pytest.mark.parametrize("weight_format", ["float16", "bfloat16"])
+def test_a_quantized_model_saves_16_bit_tensors_and_loads_with_its_format(weight_format, tmp_path):
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    module, model = make_pair(10, 32, num_layers=2, bidirectional=True, proj_size=6)
+    quantized = model.quantize(weight_format)
+    model.save(tmp_path / "float32.safetensors")
+    quantized.save(tmp_path / "quantized.safetensors")
+    # The reference reader sees F16 / BF16 weight matrices, float32 biases, the format in the metadata.
+    tensors = safetensors_torch.load_file(str(tmp_path / "quantized.safetensors"))
+    for name, tensor in tensors.items():
+        expected = TORCH_FORMAT[weight_format] if name.startswith("weight") else torch.float32
+        assert tensor.dtype == expected, name
+        np.testing.assert_array_equal(tensor.float().numpy(), quantized.state_dict()[name])
+    size = (tmp_path / "quantized.safetensors").stat().st_size
+    assert size < 0.6 * (tmp_path / "float32.safetensors").stat().st_size
+    loaded = fastlstm.LSTM.load(tmp_path / "quantized.safetensors")
+    assert loaded.weight_format == weight_format
+    x = random_input(module, steps=6, batch=2)
+    assert_same_results(loaded(x), quantized(x), 0, require_nontrivial=False)
+    # Loaded as float64, the rounded values are the weights, held in full.
+    as_double = fastlstm.LSTM.load(tmp_path / "quantized.safetensors", dtype=np.float64)
+    assert as_double.weight_format == "float64"
+    np.testing.assert_array_equal(as_double.weight_hh_l1.astype(np.float32), quantized.weight_hh_l1)

@@ -79,6 +79,19 @@ void apply_metadata(const std::map<std::string, std::string>& metadata, ModelFil
     info.config.batch_first = metadata_bool(metadata, "batch_first");
     if (metadata.count("dropout")) info.config.dropout = metadata_probability(metadata, "dropout");
   }
+  auto format = metadata.find("weight_format");
+  if (format != metadata.end()) {
+    if (format->second == "float16") {
+      info.weight_format = WeightFormat::float16;
+    } else if (format->second == "bfloat16") {
+      info.weight_format = WeightFormat::bfloat16;
+    } else if (format->second == "float32" || format->second == "float64") {
+      info.weight_format = WeightFormat::native;
+    } else {
+      invalid("metadata weight_format = " + quote(format->second) + " is not 'float16', 'bfloat16', 'float32' or "
+              "'float64'");
+    }
+  }
   auto dtype = metadata.find("dtype");
   if (!present.empty() && dtype != metadata.end()) {
     if (dtype->second == "float32") {

@@ -14,6 +14,7 @@
 #include "fastlstm/model_file.hpp"
 #include "header.hpp"
 #include "metadata.hpp"
+#include "weight_format.hpp"
 
 namespace fastlstm {
 namespace {
@@ -39,22 +40,36 @@ FileLstm find_file_lstm(const ByteSource& source, const std::string& prefix) {
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const TensorEntry& entry : found.file.header.tensors) shapes.emplace(entry.name, entry.shape);
   found.lstm = infer_lstm(shapes, prefix);
-  bool all_f64 = true;
+  bool all_f64 = true, matrices_f16 = true, matrices_bf16 = true;
   for (const auto& [parameter, key] : found.lstm.keys) {
     const TensorEntry& entry = found.file.tensor(key);
-    if (entry.dtype != "F32" && entry.dtype != "F64") {
-      invalid("tensor " + quote(key) + " has dtype " + entry.dtype + "; fastlstm reads F32 and F64");
+    if (entry.dtype != "F32" && entry.dtype != "F64" && entry.dtype != "F16" && entry.dtype != "BF16") {
+      invalid("tensor " + quote(key) + " has dtype " + entry.dtype + "; fastlstm reads F32, F64, F16 and BF16");
     }
     all_f64 = all_f64 && entry.dtype == "F64";
+    if (parameter.rfind("weight", 0) == 0) {
+      matrices_f16 = matrices_f16 && entry.dtype == "F16";
+      matrices_bf16 = matrices_bf16 && entry.dtype == "BF16";
+    }
   }
   found.info.config = found.lstm.config;
   found.info.dtype = all_f64 ? DType::float64 : DType::float32;
+  found.info.weight_format = matrices_f16    ? WeightFormat::float16
+                             : matrices_bf16 ? WeightFormat::bfloat16
+                                             : WeightFormat::native;
   model_file::apply_metadata(found.file.header.metadata, found.info);
   return found;
 }
 
-// A tensor of `n` elements of S at `offset` of `source`, cast to T (little-endian in the file).
+// S as T: a cast, as load_state_dict casts.
 template <typename T, typename S>
+T cast_value(S value) {
+  return static_cast<T>(value);
+}
+
+// A tensor of `n` elements of S at `offset` of `source`, cast to T by `convert` (little-endian in
+// the file).
+template <typename T, typename S, T (*convert)(S) = cast_value<T, S>>
 void copy_tensor(const ByteSource& source, uint64_t offset, std::vector<T>& values) {
   const size_t n = values.size();
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
@@ -77,9 +92,15 @@ void copy_tensor(const ByteSource& source, uint64_t offset, std::vector<T>& valu
 #endif
       S value;
       std::memcpy(&value, element, sizeof(S));
-      values[i0 + i] = static_cast<T>(value);
+      values[i0 + i] = convert(value);
     }
   }
+}
+
+// A 16-bit value's float, as T.
+template <typename T, float (*widen)(uint16_t)>
+T from_16_bits(uint16_t bits) {
+  return static_cast<T>(widen(bits));
 }
 
 template <typename T>
@@ -91,8 +112,12 @@ LstmWeights<T> read_weights(const ByteSource& source, const FileLstm& found) {
     const uint64_t offset = found.file.data_offset + static_cast<uint64_t>(entry.begin);
     if (entry.dtype == "F32") {
       copy_tensor<T, float>(source, offset, values);
-    } else {
+    } else if (entry.dtype == "F64") {
       copy_tensor<T, double>(source, offset, values);
+    } else if (entry.dtype == "F16") {
+      copy_tensor<T, uint16_t, from_16_bits<T, weight_format::from_float16>>(source, offset, values);
+    } else {
+      copy_tensor<T, uint16_t, from_16_bits<T, weight_format::from_bfloat16>>(source, offset, values);
     }
   }
   return weights;
@@ -164,7 +189,12 @@ Lstm<T> Lstm<T>::load(const std::string& path, const std::string& prefix, int nu
 template <typename T>
 Lstm<T> Lstm<T>::load(const std::string& path, const std::string& prefix, const LstmOptions& options) {
   detail::require_supported_cpu();
-  return Lstm<T>(read_model_file<T>(path, prefix), options);
+  const ModelFileReader file(path, prefix);
+  LstmOptions resolved = options;
+  if (resolved.weight_format == WeightFormat::native && std::is_same_v<T, float>) {
+    resolved.weight_format = file.info().weight_format;  // a model saved with 16-bit weights keeps them
+  }
+  return Lstm<T>(file.read_weights<T>(), resolved);
 }
 
 template LstmWeights<float> read_model_file<float>(const std::string&, const std::string&);

@@ -23,6 +23,7 @@
 #include "fastlstm/model_file.hpp"
 #include "fork_safety.hpp"
 #include "metadata.hpp"
+#include "weight_format.hpp"
 
 namespace fastlstm {
 namespace {
@@ -73,12 +74,23 @@ void append_json_string(std::string& out, const std::string& s) {
 }
 
 
+// How a parameter is written: F16 or BF16 for the weight matrices of a 16-bit model (whose
+// values that format holds exactly), else the file dtype of T.
+template <typename T>
+const char* tensor_dtype(const ParameterSpec& spec, WeightFormat format) {
+  const bool matrix = spec.kind == ParameterKind::weight_ih || spec.kind == ParameterKind::weight_hh ||
+                      spec.kind == ParameterKind::weight_hr;
+  if (matrix && format == WeightFormat::float16) return "F16";
+  if (matrix && format == WeightFormat::bfloat16) return "BF16";
+  return file_dtype<T>();
+}
+
 // The 8-byte length and the JSON header, padded with spaces to a multiple of 8 bytes (as
 // safetensors writes it) so that the data starts aligned.
 template <typename T>
-std::string file_header(const LstmWeights<T>& weights) {
+std::string file_header(const LstmWeights<T>& weights, WeightFormat format) {
   const LstmConfig& c = weights.config();
-  const std::vector<std::pair<std::string, std::string>> metadata{
+  std::vector<std::pair<std::string, std::string>> metadata{
       {"input_size", std::to_string(c.input_size)},
       {"hidden_size", std::to_string(c.hidden_size)},
       {"num_layers", std::to_string(c.num_layers)},
@@ -88,6 +100,7 @@ std::string file_header(const LstmWeights<T>& weights) {
       {"proj_size", std::to_string(c.proj_size)},
       {"dropout", exact_decimal(c.dropout)},
       {"dtype", dtype_name(dtype_of<T>())}};
+  if (format != WeightFormat::native) metadata.emplace_back("weight_format", weight_format_name<T>(format));
   std::string json = "{\"__metadata__\":{";
   for (size_t i = 0; i < metadata.size(); ++i) {
     if (i) json += ",";
@@ -98,11 +111,13 @@ std::string file_header(const LstmWeights<T>& weights) {
   json += "}";
   int64_t offset = 0;
   for (const Parameter<T>& parameter : weights.parameters()) {
-    const int64_t bytes = parameter.spec.numel() * static_cast<int64_t>(sizeof(T));
+    const char* dtype = tensor_dtype<T>(parameter.spec, format);
+    const int64_t element = std::strcmp(dtype, file_dtype<T>()) == 0 ? static_cast<int64_t>(sizeof(T)) : 2;
+    const int64_t bytes = parameter.spec.numel() * element;
     json += ",";
     append_json_string(json, parameter.spec.name);
     json += ":{\"dtype\":\"";
-    json += file_dtype<T>();
+    json += dtype;
     json += "\",\"shape\":[";
     for (size_t d = 0; d < parameter.spec.shape.size(); ++d) {
       json += (d ? "," : "") + std::to_string(parameter.spec.shape[d]);
@@ -118,12 +133,36 @@ std::string file_header(const LstmWeights<T>& weights) {
   return header + json;
 }
 
+// A 16-bit tensor's bytes, little-endian, a piece at a time.
+template <typename T>
+void write_16_bits(const std::vector<T>& values, WeightFormat format,
+                   const std::function<void(const void*, size_t)>& write) {
+  unsigned char piece[4096];
+  size_t used = 0;
+  for (T value : values) {
+    const float v = static_cast<float>(value);
+    const uint16_t bits = format == WeightFormat::float16 ? weight_format::to_float16(v) : weight_format::to_bfloat16(v);
+    piece[used++] = static_cast<unsigned char>(bits & 0xFF);
+    piece[used++] = static_cast<unsigned char>(bits >> 8);
+    if (used == sizeof(piece)) {
+      write(piece, used);
+      used = 0;
+    }
+  }
+  if (used) write(piece, used);
+}
+
 // Hands the whole file to `write` in pieces: the header, then each tensor's bytes.
 template <typename T>
-void write_model(const LstmWeights<T>& weights, const std::function<void(const void*, size_t)>& write) {
-  const std::string header = file_header(weights);
+void write_model(const LstmWeights<T>& weights, WeightFormat format,
+                 const std::function<void(const void*, size_t)>& write) {
+  const std::string header = file_header(weights, format);
   write(header.data(), header.size());
   for (const Parameter<T>& parameter : weights.parameters()) {
+    if (std::strcmp(tensor_dtype<T>(parameter.spec, format), file_dtype<T>()) != 0) {
+      write_16_bits(parameter.values, format, write);
+      continue;
+    }
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
     for (T value : parameter.values) {
       unsigned char raw[sizeof(T)];
@@ -138,7 +177,7 @@ void write_model(const LstmWeights<T>& weights, const std::function<void(const v
 }
 
 template <typename T>
-void save_weights(const std::string& path, const LstmWeights<T>& weights) {
+void save_weights(const std::string& path, const LstmWeights<T>& weights, WeightFormat format) {
   checked_path(path);
   static std::atomic<unsigned> counter{0};
 #if defined(FASTLSTM_POSIX_FILES)
@@ -151,7 +190,7 @@ void save_weights(const std::string& path, const LstmWeights<T>& weights) {
     ::unlink(temporary.c_str());
     file_error(what, path, e);
   };
-  write_model<T>(weights, [&](const void* data, size_t size) {
+  write_model<T>(weights, format, [&](const void* data, size_t size) {
     const char* p = static_cast<const char*>(data);
     while (size > 0) {
       const ssize_t written = ::write(fd, p, size);
@@ -177,7 +216,7 @@ void save_weights(const std::string& path, const LstmWeights<T>& weights) {
   {
     std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
     if (!out) file_error("cannot write", path, errno);
-    write_model<T>(weights, [&](const void* data, size_t size) {
+    write_model<T>(weights, format, [&](const void* data, size_t size) {
       out.write(static_cast<const char*>(data), static_cast<std::streamsize>(size));
     });
     out.close();
@@ -203,19 +242,20 @@ const char* dtype_name(DType dtype) { return dtype == DType::float64 ? "float64"
 template <typename T>
 std::string model_file_bytes(const LstmWeights<T>& weights) {
   std::string bytes;
-  write_model<T>(weights, [&](const void* data, size_t size) { bytes.append(static_cast<const char*>(data), size); });
+  write_model<T>(weights, WeightFormat::native,
+                 [&](const void* data, size_t size) { bytes.append(static_cast<const char*>(data), size); });
   return bytes;
 }
 
 template <typename T>
 void save_model_file(const std::string& path, const LstmWeights<T>& weights) {
-  save_weights(path, weights);
+  save_weights(path, weights, WeightFormat::native);
 }
 
 template <typename T>
 void Lstm<T>::save(const std::string& path) const {
   std::lock_guard<ForkSafeMutex> lock(*mutex_);  // no weight update while the file is written
-  save_weights(path, weights_);
+  save_weights(path, weights_, options_.weight_format);
 }
 
 template std::string model_file_bytes<float>(const LstmWeights<float>&);

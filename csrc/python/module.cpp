@@ -10,6 +10,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "config_conversion.hpp"
@@ -55,8 +56,11 @@ void bind_model_file_methods(py::module_& m, const char* name) {
       .def_static(
           "from_model_file",
           [](const fastlstm::ModelFileReader& file, int num_threads) {
+            fastlstm::LstmOptions options;
+            options.num_threads = num_threads;
+            if (std::is_same_v<T, float>) options.weight_format = file.info().weight_format;  // as saved
             py::gil_scoped_release release;
-            return Engine(file.read_weights<T>(), num_threads);
+            return Engine(file.read_weights<T>(), options);
           },
           py::arg("file"), py::arg("num_threads") = 0)
       .def(
@@ -95,7 +99,10 @@ void bind_model_file(py::module_& m) {
       .def_property_readonly("config",
                              [](const fastlstm::ModelFileReader& file) { return config_dict(file.info().config); })
       .def_property_readonly(
-          "dtype", [](const fastlstm::ModelFileReader& file) { return fastlstm::dtype_name(file.info().dtype); });
+          "dtype", [](const fastlstm::ModelFileReader& file) { return fastlstm::dtype_name(file.info().dtype); })
+      .def_property_readonly("weight_format", [](const fastlstm::ModelFileReader& file) {
+        return fastlstm::weight_format_name<float>(file.info().weight_format);
+      });
   bind_model_file_methods<float>(m, "LstmFloat32");
   bind_model_file_methods<double>(m, "LstmFloat64");
   m.def(

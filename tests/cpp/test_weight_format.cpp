@@ -95,3 +95,25 @@ TEST_CASE("weight format: 16-bit weights need a float32 model") {
   CHECK(std::string(fastlstm::weight_format_name<double>(WeightFormat::native)) == "float64");
   CHECK(std::string(fastlstm::weight_format_name<float>(WeightFormat::bfloat16)) == "bfloat16");
 }
+
+TEST_CASE("weight format: a 16-bit model saves F16/BF16 tensors and loads back in its format") {
+  const fastlstm_test::TempDir dir;
+  const LstmConfig config = make_config(6, 12, 2, true, 3);
+  for (WeightFormat format : {WeightFormat::float16, WeightFormat::bfloat16}) {
+    const Lstm<float> model(torch_like_weights(config, 95), with_format(format));
+    const std::string path = (dir.path / "model.safetensors").string();
+    model.save(path);
+    CHECK(fastlstm::inspect_model_file(path).weight_format == format);
+    const Lstm<float> loaded = Lstm<float>::load(path);
+    CHECK(loaded.weight_format() == format);
+    for (const auto& parameter : model.weights().parameters()) {
+      CHECK(loaded.weights().find(parameter.spec.name)->values == parameter.values);
+    }
+    LstmOptions full;
+    full.weight_format = WeightFormat::native;
+    CHECK(Lstm<double>::load(path, "", full).weight_format() == WeightFormat::native);
+    const auto x = random_values<float>(4 * 2 * 6, 96);
+    const TensorView<const float> input(x.data(), {4, 2, 6});
+    CHECK(max_difference(loaded.forward(input).output, model.forward(input).output) == 0);
+  }
+}

@@ -22,6 +22,7 @@
 
 #include "fastlstm/config.hpp"
 #include "fastlstm/error.hpp"
+#include "fastlstm/lstm.hpp"
 #include "fastlstm/weights.hpp"
 
 namespace fastlstm {
@@ -49,12 +50,15 @@ StateDictLstm infer_lstm(const std::map<std::string, std::vector<int64_t>>& shap
 struct ModelFileInfo {
   LstmConfig config;  // batch_first and dropout from the metadata; false and 0 without
   DType dtype;        // the metadata's dtype; without, float64 if every LSTM tensor is F64, else float32
+  // The metadata's weight_format; without, float16 (bfloat16) if every weight matrix is F16 (BF16).
+  // Lstm<float>::load gives the model this format unless its options name one.
+  WeightFormat weight_format = WeightFormat::native;
 };
 
 // Reads the header of the file at `path` (and nothing more), checks it and infers the LSTM under
 // `prefix` (see infer_lstm); a configuration in the metadata must agree with the tensors. Throws
 // FileError when the file cannot be read, InvalidArgument ("<path>: <problem>") when it is
-// malformed, holds no LSTM under the prefix, or its LSTM tensors are not F32/F64. Thread-safe.
+// malformed, holds no LSTM under the prefix, or its LSTM tensors are not F32, F64, F16 or BF16. Thread-safe.
 // Files are read, not memory-mapped: one that another process truncates meanwhile raises
 // FileError (EIO) instead of crashing the process.
 ModelFileInfo inspect_model_file(const std::string& path, const std::string& prefix = "");
@@ -99,7 +103,8 @@ LstmWeights<T> read_model_bytes(const void* data, size_t size, const std::string
                                 const std::string& name = "<memory>");
 
 // The model file of `weights`: tensors in torch's order, F32 for float and F64 for double,
-// the configuration in the metadata. Thread-safe for concurrent readers of `weights`.
+// the configuration in the metadata. (Lstm::save writes a model's 16-bit weight matrices as F16
+// or BF16 tensors, its format in the metadata.) Thread-safe for concurrent readers of `weights`.
 template <typename T>
 std::string model_file_bytes(const LstmWeights<T>& weights);
 
