@@ -13,7 +13,9 @@ template <class Isa>
 class FormattedWeights {
  public:
   // The values are already those of `format` (the engine rounded them): packing them in it is exact.
+  // Cores that widen 16-bit weights slowly (Isa::kHolds16BitWeights) hold them as floats.
   void pack(const float* a, Index m, Index k, Index lda, Index typical_n, WeightFormat format = WeightFormat::native) {
+    if (!Isa::kHolds16BitWeights) format = WeightFormat::native;
     if (format == WeightFormat::float16) {
       weights_.template emplace<PackedWeights<Isa, Float16>>();
     } else if (format == WeightFormat::bfloat16) {

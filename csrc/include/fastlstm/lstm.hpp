@@ -49,8 +49,8 @@ constexpr int kMaxThreads = 1024;
 
 // How a model holds its weight matrices (weight_ih, weight_hh, weight_hr; biases stay in T).
 // The 16-bit formats round every weight to nearest (ties to even) when it is set: the model then
-// computes, in float, with exactly those values, and on CPUs with AVX2 or AVX-512 reads them from
-// memory at half the bytes. They take float models.
+// computes, in float, with exactly those values, and on CPUs with AVX-512 reads them from memory
+// at half the bytes. They take float models.
 enum class WeightFormat { native, float16, bfloat16 };
 
 // "float32"/"float64" for native (by T), "float16", "bfloat16".
