@@ -29,8 +29,8 @@ CORPUS = FUZZ / "corpus"
 # without CUDA.
 SOURCES = [FUZZ / "fuzz_model_file.cpp", FUZZ / "no_backend.cpp", ROOT / "csrc" / "cuda_unavailable.cpp",
            *sorted((ROOT / "csrc" / "model_file").glob("*.cpp")),
-           *(ROOT / "csrc" / name for name in ("lstm.cpp", "cpu_check.cpp", "fork_safety.cpp", "config.cpp",
-                                               "weights.cpp", "version.cpp"))]
+           *(ROOT / "csrc" / name for name in ("lstm.cpp", "lstm_stream.cpp", "cpu_check.cpp", "fork_safety.cpp",
+                                               "config.cpp", "weights.cpp", "version.cpp"))]
 
 
 def _json_include() -> list:

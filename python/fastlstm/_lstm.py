@@ -13,13 +13,13 @@ import numpy as np
 from . import _cuda_runtime, _model_file
 from ._native import core as _core
 from ._arrays import resolve_dtype
-from ._sizes import check_size
 from ._forward import ArrayLike, Forward
+from ._arguments import check_bool, check_int
 from ._parameters import IncompatibleKeys, ParameterAccess, read_only
+from ._placement import _ENGINES, EnginePlacement
 
 __all__ = ["LSTM", "IncompatibleKeys"]
 
-_ENGINES = {np.dtype(np.float32): _core.LstmFloat32, np.dtype(np.float64): _core.LstmFloat64}
 
 
 # What _configure sets: the configuration (the engine's) and the model's own state.
@@ -36,26 +36,14 @@ def _engine_threads(num_threads: Optional[int]) -> int:
     """num_threads as the engine takes it: 0 for every core (None)."""
     if num_threads is None:
         return 0
-    if not 1 <= _check_int(num_threads, "num_threads") <= _MAX_THREADS:
+    if not 1 <= check_int(num_threads, "num_threads") <= _MAX_THREADS:
         raise ValueError(
             f"num_threads must be in [1, {_MAX_THREADS}] (or None for every core), got {num_threads}"
         )
     return int(num_threads)
 
 
-def _check_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
-    return check_size(int(value), name)
-
-
-def _check_bool(value: Any, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
-    return bool(value)
-
-
-class LSTM(ParameterAccess, Forward):
+class LSTM(ParameterAccess, Forward, EnginePlacement):
     r"""A drop-in replacement for ``torch.nn.LSTM`` in inference (eval mode).
 
     The constructor takes torch's arguments; calling the model takes ``input`` and an optional
@@ -160,15 +148,15 @@ class LSTM(ParameterAccess, Forward):
                 "dropout should be a number in range [0, 1] representing the probability of an "
                 "element being zeroed"
             )
-        bias = _check_bool(bias, "bias")
-        batch_first = _check_bool(batch_first, "batch_first")
-        bidirectional = _check_bool(bidirectional, "bidirectional")
+        bias = check_bool(bias, "bias")
+        batch_first = check_bool(batch_first, "batch_first")
+        bidirectional = check_bool(bidirectional, "bidirectional")
         # Types are checked here (the engine takes only ints and bools); values by the engine,
         # whose messages are torch's.
-        input_size = _check_int(input_size, "input_size")
-        hidden_size = _check_int(hidden_size, "hidden_size")
-        num_layers = _check_int(num_layers, "num_layers")
-        proj_size = _check_int(proj_size, "proj_size")
+        input_size = check_int(input_size, "input_size")
+        hidden_size = check_int(hidden_size, "hidden_size")
+        num_layers = check_int(num_layers, "num_layers")
+        proj_size = check_int(proj_size, "proj_size")
         if dropout > 0 and num_layers == 1:
             warnings.warn(
                 "dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
@@ -177,7 +165,7 @@ class LSTM(ParameterAccess, Forward):
                 stacklevel=3,
             )
         cuda_index = _cuda_runtime.parse_device(device)
-        allow_tf32 = _check_bool(allow_tf32, "allow_tf32")
+        allow_tf32 = check_bool(allow_tf32, "allow_tf32")
         threads = _engine_threads(num_threads)
 
         dt = resolve_dtype(dtype)
@@ -198,77 +186,6 @@ class LSTM(ParameterAccess, Forward):
         return cuda_index
 
     # ----------------------------------------------------------------------------- properties
-    @property
-    def device(self) -> str:
-        """Where forward runs: ``"cpu"`` or ``"cuda:N"``."""
-        return self._engine.device
-
-    @property
-    def allow_tf32(self) -> bool:
-        """Whether the GPU's GEMMs may use TF32 tensor cores."""
-        return self._allow_tf32
-
-    def to(self, device: Any = None, *, allow_tf32: Optional[bool] = None) -> "LSTM":
-        """Moves the model to ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``) in place and returns
-        it, as torch's ``Module.to`` does. The weights stay the same; on failure (no GPU) the model
-        is unchanged and RuntimeError says why. Streams made before keep running where they were."""
-        # Checked and applied only once the move has worked: a failed move changes nothing.
-        tf32 = self._allow_tf32 if allow_tf32 is None else _check_bool(allow_tf32, "allow_tf32")
-        current = _cuda_runtime.parse_device(self._engine.device)
-        index = current if device is None else _cuda_runtime.parse_device(device)
-        if index != current or (index is not None and self._engine.allow_tf32 != tf32):
-            self.__dict__["_engine"] = self._engine_on(index, tf32)
-        self.__dict__["_allow_tf32"] = tf32
-        return self
-
-    def cuda(self, device: Optional[int] = None) -> "LSTM":
-        """``to("cuda:device")`` (device 0 by default)."""
-        return self.to(f"cuda:{device or 0}")
-
-    def cpu(self) -> "LSTM":
-        return self.to("cpu")
-
-    def _engine_on(self, index: Optional[int], allow_tf32: bool, weight_format: Optional[str] = None) -> Any:
-        """A new engine holding this model's weights: on the CPU (index None) or on cuda:index, its
-        weights in `weight_format` (default: this model's)."""
-        threads = self._engine.num_threads
-        fmt = _engine_format(self.weight_format if weight_format is None else weight_format)
-        if index is None:
-            engine = _ENGINES[self._dtype](self._engine.config, threads, fmt)
-        else:
-            mod = _cuda_runtime.module()  # RuntimeError with the reason when CUDA is unavailable
-            if index >= _cuda_runtime.device_count():
-                raise ValueError(f"device: cuda:{index} does not exist ({_cuda_runtime.device_count()} CUDA device(s))")
-            engine_class = mod.LstmFloat32 if self._dtype == np.float32 else mod.LstmFloat64
-            graphs = os.environ.get("FASTLSTM_CUDA_GRAPHS", "1") != "0"
-            engine = engine_class(self._engine.config, index, threads, allow_tf32, graphs, fmt)
-        engine.set_parameters(self._engine.copy_weights())
-        return engine
-
-    @property
-    def weight_format(self) -> str:
-        """How the weight matrices are held: ``"float32"`` (``"float64"``) or, after
-        ``quantize``, ``"float16"`` or ``"bfloat16"``."""
-        return self._engine.weight_format
-
-    def quantize(self, weight_format: str) -> "LSTM":
-        """A new model whose weight matrices (weight_ih, weight_hh, weight_hr) are held in
-        ``weight_format``: ``"float16"`` or ``"bfloat16"``, rounded to nearest (ties to even), or
-        ``"float32"`` to hold them in full again. Biases stay float32. The model computes in
-        float32 with the rounded weights (outputs within ~3e-4 of float32's for float16, ~3e-3 for
-        bfloat16); on CPUs with AVX2 or AVX-512 it reads them at half the bytes, which is what
-        bounds steps of small batches. This model is left as it is; float32 models only."""
-        if weight_format not in ("float32", "float16", "bfloat16"):
-            raise ValueError(f"weight_format: expected 'float16', 'bfloat16' or 'float32', got {weight_format!r}")
-        if self._dtype != np.float32:
-            raise ValueError(f"quantize: {weight_format} weights need a float32 model; this one is {self._dtype} "
-                             "(LSTM.from_state_dict(model.state_dict(), dtype='float32') makes one)")
-        model = object.__new__(type(self))
-        model.__dict__.update(self.__dict__)
-        index = _cuda_runtime.parse_device(self.device)
-        model.__dict__["_engine"] = self._engine_on(index, self._allow_tf32, weight_format)
-        return model
-
     @property
     def num_threads(self) -> int:
         """Threads a forward pass uses."""
@@ -444,8 +361,3 @@ def _unpickle(config: dict, state_dict: Mapping[str, np.ndarray]) -> LSTM:
     if weight_format is not None:
         model = model.quantize(weight_format)
     return model.to(device) if device is not None else model
-
-
-def _engine_format(weight_format: str) -> str:
-    """The engine's name of a weight format: the model's own dtype is "native"."""
-    return "native" if weight_format in ("float32", "float64") else weight_format
