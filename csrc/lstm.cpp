@@ -3,6 +3,7 @@
 #include "fastlstm/lstm.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <type_traits>
 #include <cstdint>
 #include <mutex>
@@ -61,6 +62,10 @@ LstmOptions resolve_for(const LstmOptions& options) {
     invalid(std::string("weight_format: ") + weight_format_name<float>(options.weight_format) +
             " weights need a float32 model");
   }
+  if (options.weight_format == WeightFormat::int8 && options.device.kind == DeviceKind::cuda) {
+    invalid("weight_format: int8 runs on the CPU; a model on " + options.device.str() +
+            " takes float32, float16 or bfloat16 weights");
+  }
   return resolve(options);
 }
 
@@ -73,6 +78,21 @@ std::unique_ptr<Backend<T>> make_backend(const LstmConfig& config, const LstmOpt
 
 bool is_weight_matrix(ParameterKind kind) {
   return kind == ParameterKind::weight_ih || kind == ParameterKind::weight_hh || kind == ParameterKind::weight_hr;
+}
+
+// int8 weights are integers times a finite scale: a weight that is not finite has no such value.
+template <typename T>
+void check_quantizable(const T* values, int64_t rows, int64_t cols, int64_t row_stride, int64_t col_stride,
+                       const std::string& name) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) {
+      const T value = values[r * row_stride + c * col_stride];
+      if (!std::isfinite(value)) {
+        invalid(name + ": int8 weights must be finite, got " + std::to_string(value) + " at [" + std::to_string(r) +
+                ", " + std::to_string(c) + "]");
+      }
+    }
+  }
 }
 }  // namespace
 
@@ -87,6 +107,7 @@ const char* weight_format_name(WeightFormat format) {
   switch (format) {
     case WeightFormat::float16: return "float16";
     case WeightFormat::bfloat16: return "bfloat16";
+    case WeightFormat::int8: return "int8";
     case WeightFormat::native: break;
   }
   return std::is_same_v<T, float> ? "float32" : "float64";
@@ -97,7 +118,9 @@ Lstm<T>::Lstm(const LstmConfig& config, const LstmOptions& options)
     : weights_(LstmWeights<T>(config)),
       options_(resolve_for<T>(options)),
       backend_(make_backend<T>(weights_.config(), options_)),
-      mutex_(std::make_unique<ForkSafeMutex>()) {}
+      mutex_(std::make_unique<ForkSafeMutex>()) {
+  for (Parameter<T>& parameter : weights_.parameters()) round_to_format(parameter);  // int8: the zeros' scales
+}
 
 template <typename T>
 Lstm<T>::Lstm(LstmWeights<T> weights, int num_threads) : Lstm(std::move(weights), with_threads(num_threads)) {}
@@ -108,15 +131,48 @@ Lstm<T>::Lstm(LstmWeights<T> weights, const LstmOptions& options)
       options_(resolve_for<T>(options)),
       backend_(make_backend<T>(weights_.config(), options_)),
       mutex_(std::make_unique<ForkSafeMutex>()) {
+  check_int8_weights(weights_);
   for (Parameter<T>& parameter : weights_.parameters()) round_to_format(parameter);
   prepare();
 }
 
 template <typename T>
+void Lstm<T>::check_int8_weights(const LstmWeights<T>& weights) const {
+  if (options_.weight_format != WeightFormat::int8) return;
+  for (const Parameter<T>& parameter : weights.parameters()) {
+    if (!is_weight_matrix(parameter.spec.kind)) continue;
+    const int64_t cols = parameter.spec.shape[1];
+    check_quantizable(parameter.values.data(), parameter.spec.shape[0], cols, cols, 1, parameter.spec.name);
+    for (float scale : parameter.scales) {
+      if (!std::isfinite(scale) || scale < 0) {
+        invalid(parameter.spec.name + ": int8 scales must be finite and >= 0, got " + std::to_string(scale));
+      }
+    }
+  }
+}
+
+// A matrix of an int8 model keeps the scales it came with (one per row) and takes max|row| / 127
+// where it has none; its values become integers times them. Other formats round each value, and
+// keep no scales.
+template <typename T>
 void Lstm<T>::round_to_format(Parameter<T>& parameter) const {
-  if (options_.weight_format == WeightFormat::native || !is_weight_matrix(parameter.spec.kind)) return;
+  const WeightFormat format = options_.weight_format;
+  if (format != WeightFormat::int8) parameter.scales.clear();
+  if (format == WeightFormat::native || !is_weight_matrix(parameter.spec.kind)) return;
   if constexpr (std::is_same_v<T, float>) {
-    for (float& value : parameter.values) value = weight_format::round(value, options_.weight_format);
+    if (format != WeightFormat::int8) {
+      for (float& value : parameter.values) value = weight_format::round(value, format);
+      return;
+    }
+    const int64_t rows = parameter.spec.shape[0], cols = parameter.spec.shape[1];
+    const bool scaled = static_cast<int64_t>(parameter.scales.size()) == rows;
+    if (!scaled) parameter.scales.resize(static_cast<size_t>(rows));
+    for (int64_t r = 0; r < rows; ++r) {
+      float* row = parameter.values.data() + r * cols;
+      float& scale = parameter.scales[static_cast<size_t>(r)];
+      if (!scaled) scale = weight_format::int8_row_scale(row, cols);
+      weight_format::round_int8_row(row, cols, scale);
+    }
   }
 }
 
@@ -186,6 +242,9 @@ void Lstm<T>::set_parameters(const std::vector<std::pair<std::string, TensorView
     bool ok = view.rank == static_cast<int>(shape.size());
     for (int d = 0; ok && d < view.rank; ++d) ok = view.shape[static_cast<size_t>(d)] == shape[static_cast<size_t>(d)];
     if (!ok) invalid(name + ": expected shape " + shape_string(shape) + ", got " + shape_string(view));
+    if (options_.weight_format == WeightFormat::int8 && is_weight_matrix(parameter->spec.kind)) {
+      check_quantizable(view.data, shape[0], shape[1], view.strides[0], view.strides[1], name);
+    }
     targets.push_back(parameter);
   }
   std::lock_guard<ForkSafeMutex> lock(*mutex_);
@@ -203,6 +262,7 @@ void Lstm<T>::set_parameters(const std::vector<std::pair<std::string, TensorView
         for (int64_t c = 0; c < cols; ++c) dst[r * cols + c] = src[c * col_stride];
       }
     }
+    targets[i]->scales.clear();  // new values, new scales
     round_to_format(*targets[i]);
   }
   prepare();
@@ -211,10 +271,13 @@ void Lstm<T>::set_parameters(const std::vector<std::pair<std::string, TensorView
 template <typename T>
 void Lstm<T>::set_weights(const LstmWeights<T>& weights) {
   if (!weights.config().same_parameters(config())) invalid("weights: configuration differs from the model's");
+  check_int8_weights(weights);
   std::lock_guard<ForkSafeMutex> lock(*mutex_);
   auto& dst = weights_.parameters();
   for (size_t i = 0; i < dst.size(); ++i) {
-    std::copy(weights.parameters()[i].values.begin(), weights.parameters()[i].values.end(), dst[i].values.begin());
+    const Parameter<T>& source = weights.parameters()[i];
+    std::copy(source.values.begin(), source.values.end(), dst[i].values.begin());
+    dst[i].scales = source.scales;
     round_to_format(dst[i]);
   }
   prepare();

@@ -2,6 +2,8 @@
 // The 16-bit weight formats' rounding, portable (no F16C), for every core: float to float16 or
 // bfloat16 bits, round to nearest with ties to even, and back exactly. The SIMD kernels' own
 // conversions (cpu/weight_types.hpp) agree with these bit for bit (tested).
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -55,14 +57,38 @@ inline uint16_t to_bfloat16(float value) {
 
 inline float from_bfloat16(uint16_t b) { return float_of(uint32_t(b) << 16); }
 
-// `value` as the format holds it.
+// `value` as a 16-bit format holds it (int8 rounds whole rows: round_int8_row).
 inline float round(float value, WeightFormat format) {
   switch (format) {
     case WeightFormat::float16: return from_float16(to_float16(value));
     case WeightFormat::bfloat16: return from_bfloat16(to_bfloat16(value));
-    case WeightFormat::native: break;
+    case WeightFormat::native:
+    case WeightFormat::int8: break;
   }
   return value;
+}
+
+// int8: the scale of a row of n finite weights, max|row| / 127 rounded up to 17 significant
+// bits, so that q * scale is an exact float for every |q| <= 127 and a row rounded once rounds
+// to itself again (its largest weight is then 127 * scale exactly). 0 for a row of zeros.
+inline float int8_row_scale(const float* row, int64_t n) {
+  float largest = 0.0f;
+  for (int64_t k = 0; k < n; ++k) largest = std::max(largest, std::fabs(row[k]));
+  uint32_t bits = bits_of(largest / 127.0f);
+  if (bits & 0x7fu) bits = (bits | 0x7fu) + 1u;  // round up: |row| / scale stays <= 127
+  return float_of(bits);
+}
+
+// The integer that holds `value` in a row of `scale`: round(value / scale) (to nearest, ties to
+// even), within [-128, 127]; 0 where the scale is 0.
+inline int8_t to_int8(float value, float scale) {
+  if (scale == 0.0f) return 0;
+  return static_cast<int8_t>(std::clamp(std::nearbyint(value / scale), -128.0f, 127.0f));
+}
+
+// A row's values as int8 holds them with `scale`: to_int8(value, scale) * scale.
+inline void round_int8_row(float* row, int64_t n, float scale) {
+  for (int64_t k = 0; k < n; ++k) row[k] = float(to_int8(row[k], scale)) * scale;
 }
 
 }  // namespace fastlstm::weight_format

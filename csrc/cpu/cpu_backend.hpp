@@ -48,6 +48,10 @@ int64_t balance_min_bytes() { return static_cast<int64_t>(Eigen::l2CacheSize()) 
 constexpr int64_t kChunkRows = 512;
 // Batch-major input (batch_first) is projected one sequence at a time: enough steps per GEMM.
 constexpr int64_t kBatchMajorChunkSteps = 32;
+// int8 models quantize the inputs that W_ih multiplies to 16 bits: features with outliers (a
+// few values far beyond the rest) leave 8 bits too coarse for the rest, and most of an int8
+// model's error came from there. The states that W_hh and W_hr multiply (h, in (-1, 1)) take 8.
+constexpr int kInputActivationBits = 16;
 // Activation rows the cache blocking of the packed weights is tuned for.
 constexpr Eigen::Index kTypicalRows = 1024;
 constexpr Eigen::Index kTypicalBatch = 64;
@@ -73,22 +77,33 @@ class CpuBackend final : public Backend<T> {
     for (int64_t layer = 0; layer < config_.num_layers; ++layer) {
       PreparedLayer& prepared = layers[static_cast<size_t>(layer)];
       const int64_t I = config_.layer_input_size(layer);
-      // Gate-interleaved copies of both directions' matrices, then each thread's share packed.
+      // Gate-interleaved copies of both directions' matrices (and of int8 row scales), then each
+      // thread's share packed.
       AlignedVector<T> w_ih(static_cast<size_t>(D * 4 * H * I));
       AlignedVector<T> w_hh[2];
+      std::vector<float> s_ih, s_hh[2];
       prepared.bias.assign(static_cast<size_t>(D * 4 * H), T(0));
       for (int64_t dir = 0; dir < D; ++dir) {
-        const T* src_ih = weights.find(layer, dir, ParameterKind::weight_ih)->values.data();
-        const T* src_hh = weights.find(layer, dir, ParameterKind::weight_hh)->values.data();
+        const Parameter<T>* ih = weights.find(layer, dir, ParameterKind::weight_ih);
+        const Parameter<T>* hh = weights.find(layer, dir, ParameterKind::weight_hh);
         const auto* b_ih = weights.find(layer, dir, ParameterKind::bias_ih);
         const auto* b_hh = weights.find(layer, dir, ParameterKind::bias_hh);
+        const bool scaled = !ih->scales.empty() && !hh->scales.empty();
+        if (scaled) {
+          s_ih.resize(static_cast<size_t>(D * 4 * H));
+          s_hh[dir].resize(static_cast<size_t>(4 * H));
+        }
         w_hh[dir].resize(static_cast<size_t>(4 * H * P));
         for (int64_t gate = 0; gate < 4; ++gate) {
           for (int64_t unit = 0; unit < H; ++unit) {
             const int64_t src = gate * H + unit;
             const int64_t dst = split_.blocks[dir].row(gate, unit);
-            std::copy_n(src_ih + src * I, I, w_ih.data() + (dir * 4 * H + dst) * I);
-            std::copy_n(src_hh + src * P, P, w_hh[dir].data() + dst * P);
+            std::copy_n(ih->values.data() + src * I, I, w_ih.data() + (dir * 4 * H + dst) * I);
+            std::copy_n(hh->values.data() + src * P, P, w_hh[dir].data() + dst * P);
+            if (scaled) {
+              s_ih[static_cast<size_t>(dir * 4 * H + dst)] = ih->scales[static_cast<size_t>(src)];
+              s_hh[dir][static_cast<size_t>(dst)] = hh->scales[static_cast<size_t>(src)];
+            }
             if (b_ih) {
               prepared.bias[static_cast<size_t>(dir * 4 * H + dst)] =
                   b_ih->values[static_cast<size_t>(src)] + b_hh->values[static_cast<size_t>(src)];
@@ -96,6 +111,10 @@ class CpuBackend final : public Backend<T> {
           }
         }
       }
+      // The scales of rows from `first` of a matrix, or nullptr where it has none.
+      auto scales_from = [](const std::vector<float>& scales, int64_t first) {
+        return scales.empty() ? nullptr : scales.data() + first;
+      };
       prepared.threads.resize(split_.shares.size());
       for (size_t thread = 0; thread < split_.shares.size(); ++thread) {
         const ThreadShare& share = split_.shares[thread];
@@ -103,14 +122,15 @@ class CpuBackend final : public Backend<T> {
         for (int64_t dir = 0; dir < D; ++dir) {
           const auto [lo, hi] = share.direction_columns(dir, H);
           thread_weights.w_ih[dir].pack(w_ih.data() + lo * I, std::max<int64_t>(hi - lo, 0), I, I, kTypicalRows,
-                                        weight_format_);
+                                        weight_format_, scales_from(s_ih, lo), kInputActivationBits);
           const auto [b0, b1] = share.blocks[dir];
           const int64_t row0 = 4 * split_.blocks[dir].start(b0), row1 = 4 * split_.blocks[dir].start(b1);
           thread_weights.w_hh[dir].pack(w_hh[dir].data() + row0 * P, std::max<int64_t>(row1 - row0, 0), P, P, kTypicalBatch,
-                                        weight_format_);
+                                        weight_format_, scales_from(s_hh[dir], row0));
           if (const auto* w_hr = weights.find(layer, dir, ParameterKind::weight_hr)) {
             const auto [q0, q1] = share.outputs[dir];
-            thread_weights.w_hr[dir].pack(w_hr->values.data() + q0 * H, q1 - q0, H, H, kTypicalBatch, weight_format_);
+            thread_weights.w_hr[dir].pack(w_hr->values.data() + q0 * H, q1 - q0, H, H, kTypicalBatch, weight_format_,
+                                          scales_from(w_hr->scales, q0));
           }
         }
       }

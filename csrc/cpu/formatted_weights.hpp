@@ -1,37 +1,84 @@
 #pragma once
-// The float weights of the SIMD cores held in the model's weight format: one of the typed
-// simd::PackedWeights (float, Float16, BFloat16), chosen when packed, behind the interface the
+// A float model's packed weight matrices held in its weight format: one of the alternatives a
+// core provides for each format (packed_gemm.hpp), chosen when packed, behind the interface the
 // backend uses for every packed weight matrix.
+#include <cstddef>
+#include <initializer_list>
+#include <numeric>
+#include <type_traits>
+#include <utility>
 #include <variant>
 
 #include "fastlstm/lstm.hpp"
-#include "simd_gemm.hpp"
 
-namespace fastlstm::cpu::simd {
+namespace fastlstm::cpu {
 
-template <class Isa>
+// Whether packed weights of type W hold int8 (they take row scales when packed).
+template <typename W, typename = void>
+struct IsQuantized : std::false_type {};
+template <typename W>
+struct IsQuantized<W, std::void_t<typename W::Act>> : std::true_type {};
+
+// Float32, Float16, BFloat16: packed float weights (a core without 16-bit kernels names its float
+// one again); Int8: int8 weights times 8-bit activations on the CPU's fastest scheme, Int8Fallback
+// where it lacks it; Int8Wide, Int8WideFallback: the same times 16-bit activations.
+template <class Float32, class Float16, class BFloat16, class Int8, class Int8Fallback, class Int8Wide,
+          class Int8WideFallback>
 class FormattedWeights {
  public:
-  // The values are already those of `format` (the engine rounded them): packing them in it is exact.
-  // Cores that widen 16-bit weights slowly (Isa::kHolds16BitWeights) hold them as floats.
-  void pack(const float* a, Index m, Index k, Index lda, Index typical_n, WeightFormat format = WeightFormat::native) {
-    if (!Isa::kHolds16BitWeights) format = WeightFormat::native;
-    if (format == WeightFormat::float16) {
-      weights_.template emplace<PackedWeights<Isa, Float16>>();
-    } else if (format == WeightFormat::bfloat16) {
-      weights_.template emplace<PackedWeights<Isa, BFloat16>>();
-    } else {
-      weights_.template emplace<PackedWeights<Isa, float>>();
+  using Index = std::ptrdiff_t;
+
+  // The values are already those of `format` (the engine rounded them; int8: integers times
+  // row_scales): packing them in it is exact. int8 multiplies activations quantized to
+  // `activation_bits` (8 or 16).
+  void pack(const float* a, Index m, Index k, Index lda, Index typical_n, WeightFormat format = WeightFormat::native,
+            const float* row_scales = nullptr, int activation_bits = 8) {
+    switch (format) {
+      case WeightFormat::float16: weights_.template emplace<1>(); break;
+      case WeightFormat::bfloat16: weights_.template emplace<2>(); break;
+      case WeightFormat::int8:
+        if (activation_bits == 16) {
+          if (Int8Wide::available()) {
+            weights_.template emplace<5>();
+          } else {
+            weights_.template emplace<6>();
+          }
+        } else if (Int8::available()) {
+          weights_.template emplace<3>();
+        } else {
+          weights_.template emplace<4>();
+        }
+        break;
+      case WeightFormat::native: weights_.template emplace<0>(); break;
     }
-    std::visit([&](auto& weights) { weights.pack(a, m, k, lda, typical_n); }, weights_);
+    std::visit(
+        [&](auto& weights) {
+          if constexpr (IsQuantized<std::decay_t<decltype(weights)>>::value) {
+            weights.pack(a, row_scales, m, k, lda);
+          } else {
+            weights.pack(a, m, k, lda, typical_n);
+          }
+        },
+        weights_);
   }
 
-  Index rows() const { return visit([](const auto& w) { return w.rows(); }); }
-  Index depth() const { return visit([](const auto& w) { return w.depth(); }); }
-  Index depth_block() const { return visit([](const auto& w) { return w.depth_block(); }); }
-  static constexpr Index row_alignment() { return PackedWeights<Isa, float>::row_alignment(); }
-  Index packed_activations_size(Index n) const { return visit([n](const auto& w) { return w.packed_activations_size(n); }); }
-  Index workspace_size(Index n) const { return visit([n](const auto& w) { return w.workspace_size(n); }); }
+  Index rows() const { return visit([](const auto& w) { return Index(w.rows()); }); }
+  Index depth() const { return visit([](const auto& w) { return Index(w.depth()); }); }
+  Index depth_block() const { return visit([](const auto& w) { return Index(w.depth_block()); }); }
+  // Row ranges that start at multiples of this are whole panels of every alternative.
+  static constexpr Index row_alignment() {
+    Index alignment = 1;
+    for (Index each : {Index(Float32::row_alignment()), Index(Float16::row_alignment()), Index(BFloat16::row_alignment()),
+                       Index(Int8::row_alignment()), Index(Int8Fallback::row_alignment()),
+                       Index(Int8Wide::row_alignment()), Index(Int8WideFallback::row_alignment())}) {
+      alignment = std::lcm(alignment, each);
+    }
+    return alignment;
+  }
+  Index packed_activations_size(Index n) const {
+    return visit([n](const auto& w) { return Index(w.packed_activations_size(n)); });
+  }
+  Index workspace_size(Index n) const { return visit([n](const auto& w) { return Index(w.workspace_size(n)); }); }
   void pack_activations(const float* b, Index ldb, Index n, float* packed) const {
     visit([&](const auto& w) { w.pack_activations(b, ldb, n, packed); });
   }
@@ -51,7 +98,7 @@ class FormattedWeights {
     return std::visit(std::forward<F>(f), weights_);
   }
 
-  std::variant<PackedWeights<Isa, float>, PackedWeights<Isa, Float16>, PackedWeights<Isa, BFloat16>> weights_;
+  std::variant<Float32, Float16, BFloat16, Int8, Int8Fallback, Int8Wide, Int8WideFallback> weights_;
 };
 
-}  // namespace fastlstm::cpu::simd
+}  // namespace fastlstm::cpu

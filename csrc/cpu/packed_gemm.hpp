@@ -12,8 +12,10 @@
 #include "fastlstm/lstm.hpp"
 #include "huge_pages.hpp"
 
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include "formatted_weights.hpp"
+#include "quantized_weights.hpp"
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#include "simd_gemm.hpp"
 #endif
 
 namespace fastlstm::cpu {
@@ -33,7 +35,10 @@ class EigenPackedWeights {
 
   // Packs `a` (m x k, row stride lda). `typical_n` tunes the cache blocking.
   // The weights' values as they are: a 16-bit format's rounding is the engine's (weight_format).
-  void pack(const T* a, Index m, Index k, Index lda, Index typical_n, WeightFormat = WeightFormat::native) {
+  void pack(const T* a, Index m, Index k, Index lda, Index typical_n, WeightFormat, const float*, int = 8) {
+    pack(a, m, k, lda, typical_n);  // double models hold their own values (the format is native)
+  }
+  void pack(const T* a, Index m, Index k, Index lda, Index typical_n) {
     m_ = m;
     k_ = k;
     kc_ = k;
@@ -148,18 +153,30 @@ class EigenPackedWeights {
   PanelVector<T> panels_;  // GEBP panels: for each k-panel, for each m-block (the only copy kept)
 };
 
-// The packed weights the backend uses: in the AVX-512 and AVX2 cores, float products run
-// fastlstm's own micro-kernels (simd_gemm.hpp) over weights in the model's format
-// (formatted_weights.hpp); double, and the baseline core, run Eigen's over the weights' values.
+// The packed weights the backend uses: a float model's in its weight format (formatted_weights.hpp):
+// in the AVX-512 and AVX2 cores fastlstm's own float micro-kernels (simd_gemm.hpp), in the
+// baseline core Eigen's; int8 on the instruction set's scheme (int8_kernels.hpp). double runs
+// Eigen's kernels over the weights' values.
 #if defined(__AVX512F__)
-template <typename T>
-using PackedWeights = std::conditional_t<std::is_same_v<T, float>, simd::FormattedWeights<simd::Avx512>, EigenPackedWeights<T>>;
+using FloatWeights =
+    FormattedWeights<simd::PackedWeights<simd::Avx512, float>, simd::PackedWeights<simd::Avx512, Float16>,
+                     simd::PackedWeights<simd::Avx512, BFloat16>, int8::QuantizedWeights<int8::Vnni512>,
+                     int8::QuantizedWeights<int8::Madd256>, int8::QuantizedWeights<int8::VnniWide512, 32767>,
+                     int8::QuantizedWeights<int8::Madd256, 32767>>;
 #elif defined(__AVX2__) && defined(__FMA__)
-template <typename T>
-using PackedWeights = std::conditional_t<std::is_same_v<T, float>, simd::FormattedWeights<simd::Avx2>, EigenPackedWeights<T>>;
+// Widening 16-bit weights 8 at a time costs more than their bytes save: AVX2 holds them as floats.
+using FloatWeights =
+    FormattedWeights<simd::PackedWeights<simd::Avx2, float>, simd::PackedWeights<simd::Avx2, float>,
+                     simd::PackedWeights<simd::Avx2, float>, int8::QuantizedWeights<int8::Madd256>,
+                     int8::QuantizedWeights<int8::Madd256>, int8::QuantizedWeights<int8::Madd256, 32767>,
+                     int8::QuantizedWeights<int8::Madd256, 32767>>;
 #else
-template <typename T>
-using PackedWeights = EigenPackedWeights<T>;
+using FloatWeights =
+    FormattedWeights<EigenPackedWeights<float>, EigenPackedWeights<float>, EigenPackedWeights<float>,
+                     int8::QuantizedWeights<int8::Portable>, int8::QuantizedWeights<int8::Portable>,
+                     int8::QuantizedWeights<int8::Portable, 32767>, int8::QuantizedWeights<int8::Portable, 32767>>;
 #endif
+template <typename T>
+using PackedWeights = std::conditional_t<std::is_same_v<T, float>, FloatWeights, EigenPackedWeights<T>>;
 
 }  // namespace fastlstm::cpu

@@ -42,7 +42,6 @@ struct Avx512 {
   static constexpr int kCols = 8;
   static constexpr Index kRowBlockBytes = 512 * 1024;  // the A rows multiplied together stay in L2
   static constexpr bool kPrefetchStreams = false;      // a 2 MB L2 holds what streams: prefetch only adds loads
-  static constexpr bool kHolds16BitWeights = true;     // widening 16 at a time costs less than the bytes saved
 
   // A register of weights from an aligned panel: 16 floats, or 16 16-bit values widened.
   static Packet load(const float* p) { return Eigen::internal::pload<Packet>(p); }
@@ -64,9 +63,6 @@ struct Avx2 {
   static constexpr int kCols = 4;
   static constexpr Index kRowBlockBytes = 256 * 1024;  // half of Zen 3's L2
   static constexpr bool kPrefetchStreams = true;       // a 512 KB L2 does not: streams come from L3
-  // Widening 8 at a time makes a product of few columns ALU-bound, slower than reading floats:
-  // 16-bit models keep float panels (their values are the rounded ones all the same).
-  static constexpr bool kHolds16BitWeights = false;
 
   // A register of weights from an aligned panel: 8 floats, or 8 16-bit values widened.
   static Packet load(const float* p) { return Eigen::internal::pload<Packet>(p); }

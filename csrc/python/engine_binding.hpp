@@ -80,7 +80,8 @@ inline WeightFormat weight_format_from(const std::string& name) {
   if (name == "native") return WeightFormat::native;
   if (name == "float16") return WeightFormat::float16;
   if (name == "bfloat16") return WeightFormat::bfloat16;
-  throw py::value_error("weight_format: expected native, float16 or bfloat16, got '" + name + "'");
+  if (name == "int8") return WeightFormat::int8;
+  throw py::value_error("weight_format: expected native, float16, bfloat16 or int8, got '" + name + "'");
 }
 
 // Host memory only: NumPy arrays in, NumPy arrays out.

@@ -75,18 +75,26 @@ class EnginePlacement:
     @property
     def weight_format(self) -> str:
         """How the weight matrices are held: ``"float32"`` (``"float64"``) or, after
-        ``quantize``, ``"float16"`` or ``"bfloat16"``."""
+        ``quantize``, ``"float16"``, ``"bfloat16"`` or ``"int8"``."""
         return self._engine.weight_format
 
     def quantize(self: _Model, weight_format: str) -> _Model:
         """A new model whose weight matrices (weight_ih, weight_hh, weight_hr) are held in
-        ``weight_format``: ``"float16"`` or ``"bfloat16"``, rounded to nearest (ties to even), or
-        ``"float32"`` to hold them in full again. Biases stay float32. The model computes in
-        float32 with the rounded weights (outputs within ~3e-4 of float32's for float16, ~3e-3 for
-        bfloat16); on CPUs with AVX2 or AVX-512 it reads them at half the bytes, which is what
-        bounds steps of small batches. This model is left as it is; float32 models only."""
-        if weight_format not in ("float32", "float16", "bfloat16"):
-            raise ValueError(f"weight_format: expected 'float16', 'bfloat16' or 'float32', got {weight_format!r}")
+        ``weight_format``, or ``"float32"`` to hold them in full again; biases stay float32:
+
+        - ``"float16"``, ``"bfloat16"``: each weight rounded to nearest (ties to even); the model
+          computes in float32 with the rounded weights (outputs within ~3e-4 of float32's for
+          float16, ~3e-3 for bfloat16) and on CPUs with AVX-512 reads them at half the bytes,
+          which is what bounds steps of small batches.
+        - ``"int8"``: each row of a matrix as integers in [-127, 127] times a scale (its largest
+          magnitude / 127); the activations each matrix multiplies (x_t, h_{t-1}) are quantized the
+          same way, a row at a time, when used; products accumulate in int32, the cell state and
+          the gates stay float32. A quarter of the weight bytes; CPU only.
+
+        This model is left as it is; float32 models only."""
+        if weight_format not in ("float32", "float16", "bfloat16", "int8"):
+            raise ValueError(
+                f"weight_format: expected 'float16', 'bfloat16', 'int8' or 'float32', got {weight_format!r}")
         if self._dtype != np.float32:
             raise ValueError(f"quantize: {weight_format} weights need a float32 model; this one is {self._dtype} "
                              "(LSTM.from_state_dict(model.state_dict(), dtype='float32') makes one)")

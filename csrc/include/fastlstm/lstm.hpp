@@ -50,10 +50,14 @@ constexpr int kMaxThreads = 1024;
 // How a model holds its weight matrices (weight_ih, weight_hh, weight_hr; biases stay in T).
 // The 16-bit formats round every weight to nearest (ties to even) when it is set: the model then
 // computes, in float, with exactly those values, and on CPUs with AVX-512 reads them from memory
-// at half the bytes. They take float models.
-enum class WeightFormat { native, float16, bfloat16 };
+// at half the bytes. int8 holds each matrix row r as integers q in [-128, 127] times a scale
+// s_r (Parameter::scales; a weight's value is q * s_r), and multiplies them by activations
+// (x_t, h_{t-1}, the projection's input) quantized when they are used: each activation row a to
+// rint(a * 127 / max|a|), in [-127, 127], with the scale max|a| / 127; the products accumulate
+// in int32, the gates, cells and states stay float. They take float models on the CPU.
+enum class WeightFormat { native, float16, bfloat16, int8 };
 
-// "float32"/"float64" for native (by T), "float16", "bfloat16".
+// "float32"/"float64" for native (by T), "float16", "bfloat16", "int8".
 template <typename T>
 const char* weight_format_name(WeightFormat format);
 
@@ -104,13 +108,15 @@ class Lstm {
   LstmWeights<T> copy_weights() const;
 
   // Copies `values` (shape of the named parameter, any strides) into the parameter (rounded to
-  // the weight format) and re-prepares the backend. Throws InvalidArgument for an unknown name or a wrong shape; the
-  // model is unchanged then.
+  // the weight format; int8 takes new row scales, max|row| / 127) and re-prepares the backend.
+  // Throws InvalidArgument for an unknown name, a wrong shape, or (int8) a weight that is not
+  // finite; the model is unchanged then.
   void set_parameter(const std::string& name, TensorView<const T> values);
   // Sets several parameters at once and re-prepares once. All are validated before any is
   // written: on an error the model is unchanged.
   void set_parameters(const std::vector<std::pair<std::string, TensorView<const T>>>& values);
-  // Replaces all weights; the configuration must be the model's.
+  // Replaces all weights; the configuration must be the model's. An int8 model keeps the scales
+  // of matrices that have them (one per row: their values are taken as q * scale).
   void set_weights(const LstmWeights<T>& weights);
 
   // A model from the LSTM in a model file (see model_file.hpp: read_model_file), its tensors cast
@@ -173,6 +179,7 @@ class Lstm {
   void run_stream(ForwardRequest<T>& request, State& state) const;
   void prepare() const;                                  // with mutex_ held, or in a constructor
   void round_to_format(Parameter<T>& parameter) const;   // the weight format's values
+  void check_int8_weights(const LstmWeights<T>& weights) const;  // what int8 can hold
   void run(const ForwardRequest<T>& request) const;      // a forward pass, under mutex_
   Tensor<T> allocate(std::vector<int64_t> shape, Device device) const;
 

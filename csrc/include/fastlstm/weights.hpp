@@ -34,6 +34,9 @@ template <typename T>
 struct Parameter {
   ParameterSpec spec;
   std::vector<T> values;  // row-major, spec.numel() elements
+  // The weight matrices of an int8 model: one scale per row, each value of row r an integer in
+  // [-128, 127] times scales[r]. Empty otherwise.
+  std::vector<float> scales;
 };
 
 // All parameters of one configuration. The storage of each parameter never moves once built,

@@ -1,0 +1,210 @@
+#pragma once
+// int8 products C += A * B with the same contract as the float PackedWeights (simd_gemm.hpp):
+// A (the weights, m x k) packed once as int8 with a scale per row; B (the activations, k x n,
+// one activation row per column) quantized whenever it is packed: each column b to
+// q = rint(b * Levels / max|b|) with the scale max|b| / Levels, Levels = 127 (8 bits) or 32767
+// (16 bits, for schemes whose activations are int16) (fastlstm/lstm.hpp, WeightFormat::int8).
+// The products accumulate exactly in int32 within a depth block (at most kMaxDepthBlock deep:
+// no sum can overflow) and go to float with both scales.
+//
+// Layout. A is cut into depth blocks of kc_ values, each padded to whole groups of kGroup
+// (zero weights); each block into panels of up to 3 vectors of rows (the last one whole vectors,
+// zero-padded), stored group by group: for each group, each row's kGroup weights. The packed
+// activations start with the n column scales (a multiple of 16 floats), then, per depth block,
+// panels of Scheme::kCols columns, group by group: each column's kGroup stored activations.
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "huge_pages.hpp"
+#include "int8_kernels.hpp"
+#include "../weight_format.hpp"
+
+namespace fastlstm::cpu::int8 {
+
+template <class Scheme, int Levels = 127>
+class QuantizedWeights {
+ public:
+  using Act = typename Scheme::Act;
+  static_assert(Levels == 127 || (Levels == 32767 && std::is_same_v<Act, int16_t>), "activations of 8 or 16 bits");
+
+  static bool available() { return Scheme::available(); }
+
+  // Packs `a` (m x k, row stride lda), whose row r holds integers times row_scales[r] (nullptr:
+  // scales of max|row| / 127, as the engine takes them).
+  void pack(const float* a, const float* row_scales, Index m, Index k, Index lda) {
+    m_ = m;
+    k_ = k;
+    const Index blocks = std::max<Index>(1, (k + kMaxDepthBlock - 1) / kMaxDepthBlock);
+    kc_ = std::max<Index>(1, (k + blocks - 1) / blocks);
+    padded_depth_ = 0;
+    for (Index k2 = 0; k2 < k; k2 += kc_) padded_depth_ += padded(std::min(kc_, k - k2));
+    padded_rows_ = (m + kLanes - 1) / kLanes * kLanes;
+    panels_.assign(static_cast<size_t>(padded_rows_ * padded_depth_), 0);
+    row_scale_.assign(static_cast<size_t>(padded_rows_), 0.0f);
+    start_.assign(static_cast<size_t>(padded_rows_ * std::max<Index>(1, blocks)), 0);
+    std::vector<int8_t> row(static_cast<size_t>(k));
+    for (Index r = 0; r < m; ++r) {
+      const float* values = a + r * lda;
+      const float scale = row_scales ? row_scales[r] : weight_format::int8_row_scale(values, k);
+      row_scale_[static_cast<size_t>(r)] = scale;
+      for (Index d = 0; d < k; ++d) row[static_cast<size_t>(d)] = weight_format::to_int8(values[d], scale);
+      Index block_offset = 0;
+      for (Index k2 = 0, block = 0; k2 < k; k2 += kc_, ++block) {
+        const Index kc = std::min(kc_, k - k2);
+        const Index row0 = r / kPanelRows * kPanelRows, height = panel_height(row0);
+        int8_t* panel = panels_.data() + block_offset + row0 * padded(kc);
+        int32_t sum = 0;
+        for (Index d = 0; d < kc; ++d) {
+          const int8_t q = row[static_cast<size_t>(k2 + d)];
+          panel[(d / kGroup) * height * kGroup + (r - row0) * kGroup + d % kGroup] = q;
+          sum += q;
+        }
+        start_[static_cast<size_t>(block * padded_rows_ + r)] = -Scheme::kOffset * sum;
+        block_offset += padded_rows_ * padded(kc);
+      }
+    }
+  }
+
+  Index rows() const { return m_; }
+  Index depth() const { return k_; }
+  Index depth_block() const { return kc_; }
+  static constexpr Index row_alignment() { return kPanelRows; }
+  // Floats to set aside for pack_activations of `n` columns (a multiple of 16).
+  Index packed_activations_size(Index n) const {
+    const Index bytes = n * padded_depth_ * Index(sizeof(Act));
+    return scales_size(n) + (bytes + 63) / 64 * 16 + 16;
+  }
+  // Floats of the workspace that multiply needs for `n` columns.
+  Index workspace_size(Index n) const { return packed_activations_size(std::min(std::max<Index>(n, 1), kMaxColumns)); }
+
+  // B (k x n, column stride ldb) quantized into the layout multiply_rows reads. Weights of the
+  // same depth, depth_block() and scheme read the same packing.
+  void pack_activations(const float* b, Index ldb, Index n, float* packed) const {
+    float* scales = packed;
+    Act* out = activations(packed, n);
+    for (Index j = 0; j < n; ++j) {
+      const float* column = b + j * ldb;
+      const auto [scale, inverse] = column_scale(column);
+      scales[j] = scale;
+      const Index j0 = j / kCols * kCols, cols = std::min<Index>(kCols, n - j0);
+      Act* block = out;
+      for (Index k2 = 0; k2 < k_; k2 += kc_) {
+        const Index kc = std::min(kc_, k_ - k2), kcp = padded(kc);
+        Act* panel = block + j0 * kcp + (j - j0) * kGroup;
+        for (Index d = 0; d < kcp; ++d) {
+          const int q = d < kc && inverse != 0.0f ? static_cast<int>(std::nearbyint(column[k2 + d] * inverse)) : 0;
+          panel[(d / kGroup) * cols * kGroup + d % kGroup] = static_cast<Act>(q + Scheme::kOffset);
+        }
+        block += n * kcp;
+      }
+    }
+  }
+  // B as multiply_rows reads it: always a quantized copy.
+  const float* packed_activations(const float* b, Index ldb, Index n, float* packed) const {
+    pack_activations(b, ldb, n, packed);
+    return packed;
+  }
+
+  // C rows [r0, r1) (column stride ldc) += A rows [r0, r1) * B, B packed by pack_activations;
+  // r0 and r1 are multiples of row_alignment() (r1 may also be rows()). `then` is a hint this
+  // implementation does not use.
+  void multiply_rows(const float* packed, Index n, Index r0, Index r1, float* c, Index ldc, Index /*then*/ = -1) const {
+    if (r0 >= r1 || n == 0) return;
+    multiply_packed(packed, n, r0, r1, c, ldc, c, ldc);
+  }
+
+  // C (m x n, column stride ldc) = bias + A * B (k x n, column stride ldb); bias (m) or nullptr.
+  // `workspace` holds workspace_size(n) floats. Allocates nothing.
+  void multiply(const float* b, Index ldb, Index n, const float* bias, float* c, Index ldc, float* workspace) const {
+    if (m_ == 0 || n == 0) return;
+    for (Index j2 = 0; j2 < n; j2 += kMaxColumns) {
+      const Index nc = std::min(kMaxColumns, n - j2);
+      pack_activations(b + j2 * ldb, ldb, nc, workspace);
+      multiply_packed(workspace, nc, 0, m_, c + j2 * ldc, ldc, bias, 0);
+    }
+  }
+
+ private:
+  static constexpr int kGroup = Scheme::kGroup;
+  static constexpr int kCols = Scheme::kCols;
+  static constexpr Index kLanes = Scheme::kLanes;
+  static constexpr int kMaxVectors = 3;
+  static constexpr Index kPanelRows = kMaxVectors * kLanes;
+  static constexpr Index kMaxDepthBlock = 512;  // int32 sums of 512 products of 255 and 128 stay far from 2^31
+  static constexpr Index kMaxColumns = 512;     // columns quantized at once by multiply
+
+  static Index padded(Index kc) { return (kc + kGroup - 1) / kGroup * kGroup; }
+  static Index scales_size(Index n) { return (n + 15) / 16 * 16; }
+  static Act* activations(float* packed, Index n) { return reinterpret_cast<Act*>(packed + scales_size(n)); }
+  static const Act* activations(const float* packed, Index n) {
+    return reinterpret_cast<const Act*>(packed + scales_size(n));
+  }
+  Index panel_height(Index row0) const { return std::min(kPanelRows, padded_rows_ - row0); }
+
+  // A column's scale and the factor that quantizes it: max|b| / Levels and Levels / max|b|. A column
+  // with a value that is not finite gets the scale NaN (its products are NaN, as in float).
+  std::pair<float, float> column_scale(const float* column) const {
+    float largest = 0.0f, poison = 0.0f;
+    for (Index d = 0; d < k_; ++d) {
+      largest = std::max(largest, std::fabs(column[d]));
+      poison += column[d] * 0.0f;  // NaN once any value is infinite or NaN
+    }
+    if (poison != 0.0f || std::isnan(poison)) return {std::nanf(""), 0.0f};
+    if (largest == 0.0f) return {0.0f, 0.0f};
+    return {largest / float(Levels), float(Levels) / largest};
+  }
+
+  // C rows [r0, r1) = base + A * B over every depth block (base for the first, C after).
+  void multiply_packed(const float* packed, Index n, Index r0, Index r1, float* c, Index ldc, const float* base,
+                       Index base_ld) const {
+    const float* scales = packed;
+    const Act* block_activations = activations(packed, n);
+    Index block_offset = 0;
+    for (Index k2 = 0, block = 0; k2 < k_; k2 += kc_, ++block) {
+      const Index kcp = padded(std::min(kc_, k_ - k2));
+      const int8_t* panels = panels_.data() + block_offset;
+      const int32_t* start = Scheme::kOffset ? start_.data() + block * padded_rows_ : nullptr;
+      for (Index j = 0; j < n; j += kCols) {
+        const Index cols = std::min<Index>(kCols, n - j);
+        for (Index row0 = r0; row0 < r1; row0 += kPanelRows) {
+          kernel_for(panel_height(row0) / kLanes, cols)(
+              panels + row0 * kcp, block_activations + j * kcp, kcp / kGroup, start ? start + row0 : nullptr,
+              row_scale_.data() + row0, scales + j, c + j * ldc + row0, ldc,
+              base ? base + j * base_ld + row0 : nullptr, base_ld, std::min(kPanelRows, r1 - row0));
+        }
+      }
+      if (k2 == 0) {
+        base = c;
+        base_ld = ldc;
+      }
+      block_activations += n * kcp;
+      block_offset += padded_rows_ * kcp;
+    }
+  }
+
+  using Kernel = void (*)(const int8_t*, const Act*, Index, const int32_t*, const float*, const float*, float*, Index,
+                          const float*, Index, Index);
+  template <int Vectors, int... Cols>
+  static constexpr std::array<Kernel, sizeof...(Cols)> kernels_of(std::integer_sequence<int, Cols...>) {
+    return {&Scheme::template kernel<Vectors, Cols + 1>...};
+  }
+  static Kernel kernel_for(Index vectors, Index cols) {
+    static constexpr std::array<std::array<Kernel, kCols>, kMaxVectors> kTable = {
+        kernels_of<1>(std::make_integer_sequence<int, kCols>{}), kernels_of<2>(std::make_integer_sequence<int, kCols>{}),
+        kernels_of<3>(std::make_integer_sequence<int, kCols>{})};
+    return kTable[static_cast<size_t>(vectors - 1)][static_cast<size_t>(cols - 1)];
+  }
+
+  Index m_ = 0, k_ = 0, kc_ = 1, padded_depth_ = 0, padded_rows_ = 0;
+  PanelVector<int8_t> panels_;
+  std::vector<float> row_scale_;  // padded_rows_
+  std::vector<int32_t> start_;    // per depth block, padded_rows_: -kOffset * the row's sum
+};
+
+}  // namespace fastlstm::cpu::int8
