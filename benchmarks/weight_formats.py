@@ -1,4 +1,4 @@
-"""float32 against 16-bit weights (LSTM.quantize) on the CPU cases, one process, interleaved:
+"""float32 against 16-bit and int8 weights (LSTM.quantize) on the CPU cases, one process, interleaved:
 median ms per call (per step for S7, through stream.step), speedups over float32 and each format's
 largest output difference from the float32 model.
 
@@ -15,7 +15,7 @@ import fastlstm
 from fastlstm.bench.cases import CASES
 from fastlstm.bench.timing import interleaved
 
-FORMATS = ("float32", "float16", "bfloat16")
+FORMATS = ("float32", "float16", "bfloat16", "int8")
 
 
 def main() -> None:

@@ -48,10 +48,13 @@ int64_t balance_min_bytes() { return static_cast<int64_t>(Eigen::l2CacheSize()) 
 constexpr int64_t kChunkRows = 512;
 // Batch-major input (batch_first) is projected one sequence at a time: enough steps per GEMM.
 constexpr int64_t kBatchMajorChunkSteps = 32;
-// int8 models quantize the inputs that W_ih multiplies to 16 bits: features with outliers (a
-// few values far beyond the rest) leave 8 bits too coarse for the rest, and most of an int8
-// model's error came from there. The states that W_hh and W_hr multiply (h, in (-1, 1)) take 8.
-constexpr int kInputActivationBits = 16;
+// int8 models quantize the model's input (what layer 0's W_ih multiplies) to 16 bits: features
+// with outliers (a few values far beyond the rest) leave 8 bits too coarse for the rest, and most
+// of an int8 model's error came from there. The states that every other matrix multiplies (h, in
+// (-1, 1)) take 8, which the fastest int8 products take.
+int activation_bits(int64_t layer, ParameterKind kind) {
+  return layer == 0 && kind == ParameterKind::weight_ih ? 16 : 8;
+}
 // Activation rows the cache blocking of the packed weights is tuned for.
 constexpr Eigen::Index kTypicalRows = 1024;
 constexpr Eigen::Index kTypicalBatch = 64;
@@ -122,7 +125,7 @@ class CpuBackend final : public Backend<T> {
         for (int64_t dir = 0; dir < D; ++dir) {
           const auto [lo, hi] = share.direction_columns(dir, H);
           thread_weights.w_ih[dir].pack(w_ih.data() + lo * I, std::max<int64_t>(hi - lo, 0), I, I, kTypicalRows,
-                                        weight_format_, scales_from(s_ih, lo), kInputActivationBits);
+                                        weight_format_, scales_from(s_ih, lo), activation_bits(layer, ParameterKind::weight_ih));
           const auto [b0, b1] = share.blocks[dir];
           const int64_t row0 = 4 * split_.blocks[dir].start(b0), row1 = 4 * split_.blocks[dir].start(b1);
           thread_weights.w_hh[dir].pack(w_hh[dir].data() + row0 * P, std::max<int64_t>(row1 - row0, 0), P, P, kTypicalBatch,

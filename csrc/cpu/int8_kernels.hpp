@@ -50,15 +50,18 @@ struct Portable {
                      const float* column_scale, float* c, Index ldc, const float* base, Index base_ld, Index rows) {
     constexpr Index kRows = Vectors * kLanes;
     int32_t acc[Cols][kRows];
+    #pragma GCC unroll 8
     for (int j = 0; j < Cols; ++j)
       for (Index r = 0; r < kRows; ++r) acc[j][r] = start ? start[r] : 0;
     for (Index g = 0; g < groups; ++g) {
       const int8_t* panel = a + g * kRows * kGroup;
       const Act* x = b + g * Cols * kGroup;
+      #pragma GCC unroll 8
       for (int j = 0; j < Cols; ++j)
         for (Index r = 0; r < kRows; ++r)
           for (int e = 0; e < kGroup; ++e) acc[j][r] += int32_t(panel[r * kGroup + e]) * int32_t(x[j * kGroup + e]);
     }
+    #pragma GCC unroll 8
     for (int j = 0; j < Cols; ++j) {
       for (Index r = 0; r < rows; ++r) {
         const float sum = float(acc[j][r]) * (row_scale[r] * column_scale[j]);
@@ -82,24 +85,31 @@ struct Madd256 {
                      const float* column_scale, float* c, Index ldc, const float* base, Index base_ld, Index rows) {
     constexpr Index kStep = Vectors * kLanes * kGroup;  // weight bytes per group
     __m256i acc[Cols][Vectors];
+    #pragma GCC unroll 8
     for (int j = 0; j < Cols; ++j)
+      #pragma GCC unroll 8
       for (int v = 0; v < Vectors; ++v) acc[j][v] = _mm256_setzero_si256();
     for (Index g = 0; g < groups; ++g) {
       __m256i w[Vectors];
+      #pragma GCC unroll 8
       for (int v = 0; v < Vectors; ++v) {
         w[v] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + g * kStep + v * 16)));
       }
+      #pragma GCC unroll 8
       for (int j = 0; j < Cols; ++j) {
         const __m256i x = _mm256_set1_epi32(load32(b + (g * Cols + j) * kGroup));
+        #pragma GCC unroll 8
         for (int v = 0; v < Vectors; ++v) acc[j][v] = _mm256_add_epi32(acc[j][v], _mm256_madd_epi16(w[v], x));
       }
     }
+    #pragma GCC unroll 8
     for (int v = 0; v < Vectors; ++v) {
       const Index lanes = rows - v * kLanes;
       if (lanes <= 0) break;
       const __m256 scales = _mm256_loadu_ps(row_scale + v * kLanes);
       // Lanes below `lanes` are written; the others belong to someone else, or to no one.
       const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(lanes)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+      #pragma GCC unroll 8
       for (int j = 0; j < Cols; ++j) {
         const __m256 sum = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[j][v]), _mm256_mul_ps(scales, _mm256_set1_ps(column_scale[j])));
         float* out = c + j * ldc + v * kLanes;
@@ -120,11 +130,13 @@ struct Madd256 {
 template <int Vectors, int Cols>
 inline void store_scaled512(const __m512i (&acc)[Cols][Vectors], const float* row_scale, const float* column_scale,
                          float* c, Index ldc, const float* base, Index base_ld, Index rows) {
+  #pragma GCC unroll 8
   for (int v = 0; v < Vectors; ++v) {
     const Index lanes = rows - v * 16;
     if (lanes <= 0) break;
     const __mmask16 mask = lanes >= 16 ? __mmask16(0xffff) : __mmask16((1u << lanes) - 1u);
     const __m512 scales = _mm512_loadu_ps(row_scale + v * 16);
+    #pragma GCC unroll 8
     for (int j = 0; j < Cols; ++j) {
       const __m512 sum = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[j][v]), _mm512_mul_ps(scales, _mm512_set1_ps(column_scale[j])));
       float* out = c + j * ldc + v * 16;
@@ -151,15 +163,20 @@ struct Vnni512 {
                                                            const float* base, Index base_ld, Index rows) {
     constexpr Index kStep = Vectors * kLanes * kGroup;  // weight bytes per group
     __m512i acc[Cols][Vectors];
+    #pragma GCC unroll 8
     for (int v = 0; v < Vectors; ++v) {
       const __m512i first = _mm512_loadu_si512(start + v * kLanes);
+      #pragma GCC unroll 8
       for (int j = 0; j < Cols; ++j) acc[j][v] = first;
     }
     for (Index g = 0; g < groups; ++g) {
       __m512i w[Vectors];
+      #pragma GCC unroll 8
       for (int v = 0; v < Vectors; ++v) w[v] = _mm512_loadu_si512(a + g * kStep + v * 64);
+      #pragma GCC unroll 8
       for (int j = 0; j < Cols; ++j) {
         const __m512i x = _mm512_set1_epi32(load32(b + (g * Cols + j) * kGroup));
+        #pragma GCC unroll 8
         for (int v = 0; v < Vectors; ++v) acc[j][v] = _mm512_dpbusd_epi32(acc[j][v], x, w[v]);
       }
     }
@@ -184,15 +201,20 @@ struct VnniWide512 {
                                                            const float* base, Index base_ld, Index rows) {
     constexpr Index kStep = Vectors * kLanes * kGroup;  // weight bytes per group
     __m512i acc[Cols][Vectors];
+    #pragma GCC unroll 8
     for (int j = 0; j < Cols; ++j)
+      #pragma GCC unroll 8
       for (int v = 0; v < Vectors; ++v) acc[j][v] = _mm512_setzero_si512();
     for (Index g = 0; g < groups; ++g) {
       __m512i w[Vectors];
+      #pragma GCC unroll 8
       for (int v = 0; v < Vectors; ++v) {
         w[v] = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + g * kStep + v * 32)));
       }
+      #pragma GCC unroll 8
       for (int j = 0; j < Cols; ++j) {
         const __m512i x = _mm512_set1_epi32(load32(b + (g * Cols + j) * kGroup));
+        #pragma GCC unroll 8
         for (int v = 0; v < Vectors; ++v) acc[j][v] = _mm512_dpwssd_epi32(acc[j][v], x, w[v]);
       }
     }

@@ -88,6 +88,7 @@ class QuantizedWeights {
   void pack_activations(const float* b, Index ldb, Index n, float* packed) const {
     float* scales = packed;
     Act* out = activations(packed, n);
+    alignas(64) int32_t q[kMaxDepthBlock + kGroup];
     for (Index j = 0; j < n; ++j) {
       const float* column = b + j * ldb;
       const auto [scale, inverse] = column_scale(column);
@@ -96,10 +97,14 @@ class QuantizedWeights {
       Act* block = out;
       for (Index k2 = 0; k2 < k_; k2 += kc_) {
         const Index kc = std::min(kc_, k_ - k2), kcp = padded(kc);
+        quantize(column + k2, kc, kcp, inverse, q);
+        // Each group's kGroup values side by side, the groups cols * kGroup apart.
         Act* panel = block + j0 * kcp + (j - j0) * kGroup;
-        for (Index d = 0; d < kcp; ++d) {
-          const int q = d < kc && inverse != 0.0f ? static_cast<int>(std::nearbyint(column[k2 + d] * inverse)) : 0;
-          panel[(d / kGroup) * cols * kGroup + d % kGroup] = static_cast<Act>(q + Scheme::kOffset);
+        const Index stride = cols * kGroup;
+        for (Index g = 0; g < kcp / kGroup; ++g) {
+          Act group[kGroup];
+          for (int e = 0; e < kGroup; ++e) group[e] = static_cast<Act>(q[g * kGroup + e] + Scheme::kOffset);
+          std::memcpy(panel + g * stride, group, sizeof(group));
         }
         block += n * kcp;
       }
@@ -158,6 +163,17 @@ class QuantizedWeights {
     if (poison != 0.0f || std::isnan(poison)) return {std::nanf(""), 0.0f};
     if (largest == 0.0f) return {0.0f, 0.0f};
     return {largest / float(Levels), float(Levels) / largest};
+  }
+
+  // q[d] = rint(x[d] * inverse) for d < count, 0 up to padded_count. inverse is 0 for a column
+  // of zeros or one that is not finite (its scale carries that).
+  static void quantize(const float* x, Index count, Index padded_count, float inverse, int32_t* q) {
+    if (inverse == 0.0f) {
+      std::fill_n(q, padded_count, 0);
+      return;
+    }
+    for (Index d = 0; d < count; ++d) q[d] = static_cast<int32_t>(std::nearbyint(x[d] * inverse));
+    for (Index d = count; d < padded_count; ++d) q[d] = 0;
   }
 
   // C rows [r0, r1) = base + A * B over every depth block (base for the first, C after).
