@@ -85,11 +85,13 @@ void apply_metadata(const std::map<std::string, std::string>& metadata, ModelFil
       info.weight_format = WeightFormat::float16;
     } else if (format->second == "bfloat16") {
       info.weight_format = WeightFormat::bfloat16;
+    } else if (format->second == "int8") {
+      info.weight_format = WeightFormat::int8;
     } else if (format->second == "float32" || format->second == "float64") {
       info.weight_format = WeightFormat::native;
     } else {
-      invalid("metadata weight_format = " + quote(format->second) + " is not 'float16', 'bfloat16', 'float32' or "
-              "'float64'");
+      invalid("metadata weight_format = " + quote(format->second) + " is not 'float16', 'bfloat16', 'int8', 'float32' "
+              "or 'float64'");
     }
   }
   auto dtype = metadata.find("dtype");

@@ -1,6 +1,7 @@
 // Reading a model file: its header, the LSTM its tensors hold, and their values cast to the
 // model's type, all from one open source.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -14,6 +15,7 @@
 #include "fastlstm/model_file.hpp"
 #include "header.hpp"
 #include "metadata.hpp"
+#include "names.hpp"
 #include "weight_format.hpp"
 
 namespace fastlstm {
@@ -34,28 +36,48 @@ struct FileLstm {
   ModelFileInfo info;
 };
 
+// An I8 matrix of `rows` rows needs its scales: an F32 tensor (rows,) under scale_name(key).
+void check_scales(const ParsedFile& file, const std::string& key, int64_t rows) {
+  const std::string name = model_file::scale_name(key);
+  const auto found = std::find_if(file.header.tensors.begin(), file.header.tensors.end(),
+                                  [&](const TensorEntry& entry) { return entry.name == name; });
+  if (found == file.header.tensors.end()) {
+    invalid("tensor " + quote(key) + " is I8 but the file has no tensor " + quote(name) + " of its row scales");
+  }
+  if (found->dtype != "F32" || found->shape != std::vector<int64_t>{rows}) {
+    invalid("tensor " + quote(name) + " must be F32 of shape [" + std::to_string(rows) + "] (the scales of " +
+            quote(key) + "'s rows)");
+  }
+}
+
 FileLstm find_file_lstm(const ByteSource& source, const std::string& prefix) {
   FileLstm found;
   found.file = model_file::parse_file(source);
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const TensorEntry& entry : found.file.header.tensors) shapes.emplace(entry.name, entry.shape);
   found.lstm = infer_lstm(shapes, prefix);
-  bool all_f64 = true, matrices_f16 = true, matrices_bf16 = true;
+  bool all_f64 = true, matrices_f16 = true, matrices_bf16 = true, matrices_i8 = true;
   for (const auto& [parameter, key] : found.lstm.keys) {
     const TensorEntry& entry = found.file.tensor(key);
-    if (entry.dtype != "F32" && entry.dtype != "F64" && entry.dtype != "F16" && entry.dtype != "BF16") {
-      invalid("tensor " + quote(key) + " has dtype " + entry.dtype + "; fastlstm reads F32, F64, F16 and BF16");
+    const bool matrix = parameter.rfind("weight", 0) == 0;
+    if (entry.dtype != "F32" && entry.dtype != "F64" && entry.dtype != "F16" && entry.dtype != "BF16" &&
+        !(matrix && entry.dtype == "I8")) {
+      invalid("tensor " + quote(key) + " has dtype " + entry.dtype +
+              "; fastlstm reads F32, F64, F16 and BF16, and I8 weight matrices with their scales");
     }
+    if (entry.dtype == "I8") check_scales(found.file, key, entry.shape[0]);
     all_f64 = all_f64 && entry.dtype == "F64";
-    if (parameter.rfind("weight", 0) == 0) {
+    if (matrix) {
       matrices_f16 = matrices_f16 && entry.dtype == "F16";
       matrices_bf16 = matrices_bf16 && entry.dtype == "BF16";
+      matrices_i8 = matrices_i8 && entry.dtype == "I8";
     }
   }
   found.info.config = found.lstm.config;
   found.info.dtype = all_f64 ? DType::float64 : DType::float32;
   found.info.weight_format = matrices_f16    ? WeightFormat::float16
                              : matrices_bf16 ? WeightFormat::bfloat16
+                             : matrices_i8   ? WeightFormat::int8
                                              : WeightFormat::native;
   model_file::apply_metadata(found.file.header.metadata, found.info);
   return found;
@@ -103,14 +125,43 @@ T from_16_bits(uint16_t bits) {
   return static_cast<T>(widen(bits));
 }
 
+// An I8 matrix at `offset` and its scales: values q * scale[row], the scales kept (a finite
+// scale >= 0 each).
+template <typename T>
+void read_int8(const ByteSource& source, const ParsedFile& file, const std::string& key, uint64_t offset,
+               Parameter<T>& target) {
+  const int64_t rows = target.spec.shape[0], cols = target.spec.shape[1];
+  std::vector<float> scales(static_cast<size_t>(rows));
+  copy_tensor<float, float>(source, file.data_offset + static_cast<uint64_t>(file.tensor(model_file::scale_name(key)).begin),
+                            scales);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float scale = scales[static_cast<size_t>(r)];
+    if (!std::isfinite(scale) || scale < 0) {
+      invalid("tensor " + quote(model_file::scale_name(key)) + " holds " + std::to_string(scale) + " at [" +
+              std::to_string(r) + "]; scales must be finite and >= 0");
+    }
+  }
+  std::vector<int8_t> row(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    source.read(offset + static_cast<uint64_t>(r * cols), static_cast<size_t>(cols), row.data());
+    for (int64_t c = 0; c < cols; ++c) {
+      target.values[static_cast<size_t>(r * cols + c)] = static_cast<T>(float(row[static_cast<size_t>(c)]) * scales[static_cast<size_t>(r)]);
+    }
+  }
+  target.scales = std::move(scales);
+}
+
 template <typename T>
 LstmWeights<T> read_weights(const ByteSource& source, const FileLstm& found) {
   LstmWeights<T> weights(found.info.config);
   for (const auto& [parameter, key] : found.lstm.keys) {
     const TensorEntry& entry = found.file.tensor(key);
-    std::vector<T>& values = weights.find(parameter)->values;
+    Parameter<T>& target = *weights.find(parameter);
+    std::vector<T>& values = target.values;
     const uint64_t offset = found.file.data_offset + static_cast<uint64_t>(entry.begin);
-    if (entry.dtype == "F32") {
+    if (entry.dtype == "I8") {
+      read_int8(source, found.file, key, offset, target);
+    } else if (entry.dtype == "F32") {
       copy_tensor<T, float>(source, offset, values);
     } else if (entry.dtype == "F64") {
       copy_tensor<T, double>(source, offset, values);

@@ -23,6 +23,7 @@
 #include "fastlstm/model_file.hpp"
 #include "fork_safety.hpp"
 #include "metadata.hpp"
+#include "names.hpp"
 #include "weight_format.hpp"
 
 namespace fastlstm {
@@ -75,14 +76,35 @@ void append_json_string(std::string& out, const std::string& s) {
 
 
 // How a parameter is written: F16 or BF16 for the weight matrices of a 16-bit model (whose
-// values that format holds exactly), else the file dtype of T.
+// values that format holds exactly), I8 for those of an int8 model (with an F32 tensor of their
+// row scales, scale_name), else the file dtype of T.
 template <typename T>
-const char* tensor_dtype(const ParameterSpec& spec, WeightFormat format) {
-  const bool matrix = spec.kind == ParameterKind::weight_ih || spec.kind == ParameterKind::weight_hh ||
-                      spec.kind == ParameterKind::weight_hr;
+const char* tensor_dtype(const Parameter<T>& parameter, WeightFormat format) {
+  const ParameterKind kind = parameter.spec.kind;
+  const bool matrix = kind == ParameterKind::weight_ih || kind == ParameterKind::weight_hh || kind == ParameterKind::weight_hr;
   if (matrix && format == WeightFormat::float16) return "F16";
   if (matrix && format == WeightFormat::bfloat16) return "BF16";
+  if (matrix && format == WeightFormat::int8 && !parameter.scales.empty()) return "I8";
   return file_dtype<T>();
+}
+
+int64_t element_bytes(const char* dtype, int64_t native) {
+  if (std::strcmp(dtype, "I8") == 0) return 1;
+  if (std::strcmp(dtype, "F16") == 0 || std::strcmp(dtype, "BF16") == 0) return 2;
+  return native;
+}
+
+// A tensor's entry in the header, its data from `offset`; returns where the next one starts.
+int64_t append_entry(std::string& json, const std::string& name, const char* dtype, const std::vector<int64_t>& shape,
+                     int64_t bytes, int64_t offset) {
+  json += ",";
+  append_json_string(json, name);
+  json += ":{\"dtype\":\"";
+  json += dtype;
+  json += "\",\"shape\":[";
+  for (size_t d = 0; d < shape.size(); ++d) json += (d ? "," : "") + std::to_string(shape[d]);
+  json += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + bytes) + "]}";
+  return offset + bytes;
 }
 
 // The 8-byte length and the JSON header, padded with spaces to a multiple of 8 bytes (as
@@ -111,19 +133,13 @@ std::string file_header(const LstmWeights<T>& weights, WeightFormat format) {
   json += "}";
   int64_t offset = 0;
   for (const Parameter<T>& parameter : weights.parameters()) {
-    const char* dtype = tensor_dtype<T>(parameter.spec, format);
-    const int64_t element = std::strcmp(dtype, file_dtype<T>()) == 0 ? static_cast<int64_t>(sizeof(T)) : 2;
-    const int64_t bytes = parameter.spec.numel() * element;
-    json += ",";
-    append_json_string(json, parameter.spec.name);
-    json += ":{\"dtype\":\"";
-    json += dtype;
-    json += "\",\"shape\":[";
-    for (size_t d = 0; d < parameter.spec.shape.size(); ++d) {
-      json += (d ? "," : "") + std::to_string(parameter.spec.shape[d]);
+    const char* dtype = tensor_dtype<T>(parameter, format);
+    const int64_t bytes = parameter.spec.numel() * element_bytes(dtype, static_cast<int64_t>(sizeof(T)));
+    offset = append_entry(json, parameter.spec.name, dtype, parameter.spec.shape, bytes, offset);
+    if (std::strcmp(dtype, "I8") == 0) {
+      const int64_t rows = parameter.spec.shape[0];
+      offset = append_entry(json, model_file::scale_name(parameter.spec.name), "F32", {rows}, rows * 4, offset);
     }
-    json += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + bytes) + "]}";
-    offset += bytes;
   }
   json += "}";
   json.append((8 - json.size() % 8) % 8, ' ');
@@ -152,6 +168,27 @@ void write_16_bits(const std::vector<T>& values, WeightFormat format,
   if (used) write(piece, used);
 }
 
+// An int8 matrix's bytes (its integers, row by row), then its row scales as little-endian F32.
+template <typename T>
+void write_int8(const Parameter<T>& parameter, const std::function<void(const void*, size_t)>& write) {
+  const int64_t rows = parameter.spec.shape[0], cols = parameter.spec.shape[1];
+  std::vector<int8_t> row(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    const float scale = parameter.scales[static_cast<size_t>(r)];
+    for (int64_t c = 0; c < cols; ++c) {
+      row[static_cast<size_t>(c)] = weight_format::to_int8(static_cast<float>(parameter.values[static_cast<size_t>(r * cols + c)]), scale);
+    }
+    write(row.data(), row.size());
+  }
+  for (float scale : parameter.scales) {
+    uint32_t bits;
+    std::memcpy(&bits, &scale, sizeof(bits));
+    const unsigned char raw[4] = {static_cast<unsigned char>(bits), static_cast<unsigned char>(bits >> 8),
+                                  static_cast<unsigned char>(bits >> 16), static_cast<unsigned char>(bits >> 24)};
+    write(raw, sizeof(raw));
+  }
+}
+
 // Hands the whole file to `write` in pieces: the header, then each tensor's bytes.
 template <typename T>
 void write_model(const LstmWeights<T>& weights, WeightFormat format,
@@ -159,7 +196,12 @@ void write_model(const LstmWeights<T>& weights, WeightFormat format,
   const std::string header = file_header(weights, format);
   write(header.data(), header.size());
   for (const Parameter<T>& parameter : weights.parameters()) {
-    if (std::strcmp(tensor_dtype<T>(parameter.spec, format), file_dtype<T>()) != 0) {
+    const char* dtype = tensor_dtype<T>(parameter, format);
+    if (std::strcmp(dtype, "I8") == 0) {
+      write_int8(parameter, write);
+      continue;
+    }
+    if (std::strcmp(dtype, file_dtype<T>()) != 0) {
       write_16_bits(parameter.values, format, write);
       continue;
     }
