@@ -117,3 +117,59 @@ TEST_CASE("weight format: a 16-bit model saves F16/BF16 tensors and loads back i
     CHECK(max_difference(loaded.forward(input).output, model.forward(input).output) == 0);
   }
 }
+
+TEST_CASE("weight format: int8 holds integers times row scales, kept by set_weights, files and loads") {
+  const fastlstm_test::TempDir dir;
+  const LstmConfig config = make_config(10, 24, 2, true, 5);
+  const LstmWeights<float> weights = torch_like_weights(config, 97);
+  const Lstm<float> model(weights, with_format(WeightFormat::int8));
+  CHECK(std::string(fastlstm::weight_format_name<float>(WeightFormat::int8)) == "int8");
+  for (const auto& parameter : model.weights().parameters()) {
+    const bool matrix = parameter.spec.name.rfind("weight", 0) == 0;
+    REQUIRE(parameter.scales.size() == (matrix ? static_cast<size_t>(parameter.spec.shape[0]) : 0u));
+    for (size_t i = 0; matrix && i < parameter.values.size(); ++i) {
+      const float scale = parameter.scales[i / static_cast<size_t>(parameter.spec.shape[1])];
+      const float q = parameter.values[i] / scale;
+      CHECK(q == std::nearbyint(q));
+      CHECK(std::abs(q) <= 127);
+    }
+  }
+  // Scales given with the weights are kept: a coarser scale makes coarser values.
+  LstmWeights<float> coarse = model.copy_weights();
+  auto* w_hh = coarse.find("weight_hh_l0");
+  for (float& scale : w_hh->scales) scale *= 4;
+  Lstm<float> rescaled(model.copy_weights(), with_format(WeightFormat::int8));
+  rescaled.set_weights(coarse);
+  CHECK(rescaled.weights().find("weight_hh_l0")->scales == w_hh->scales);
+  CHECK(rescaled.weights().find("weight_hh_l0")->values != model.weights().find("weight_hh_l0")->values);
+  // Files keep the integers and the scales; the model loads as int8.
+  const std::string path = (dir.path / "int8.safetensors").string();
+  rescaled.save(path);
+  CHECK(fastlstm::inspect_model_file(path).weight_format == WeightFormat::int8);
+  const Lstm<float> loaded = Lstm<float>::load(path);
+  CHECK(loaded.weight_format() == WeightFormat::int8);
+  for (const auto& parameter : rescaled.weights().parameters()) {
+    CHECK(loaded.weights().find(parameter.spec.name)->values == parameter.values);
+    CHECK(loaded.weights().find(parameter.spec.name)->scales == parameter.scales);
+  }
+  const auto x = random_values<float>(4 * 2 * 10, 98);
+  const TensorView<const float> input(x.data(), {4, 2, 10});
+  CHECK(max_difference(loaded.forward(input).output, rescaled.forward(input).output) == 0);
+}
+
+TEST_CASE("weight format: int8 refuses weights that are not finite and leaves the model unchanged") {
+  const LstmConfig config = make_config(4, 8, 1);
+  Lstm<float> model(torch_like_weights(config, 99), with_format(WeightFormat::int8));
+  const auto before = model.copy_weights();
+  std::vector<float> values(32 * 4, 0.1f);
+  values[17] = std::nanf("");
+  CHECK_THROWS_WITH_AS(model.set_parameter("weight_ih_l0", TensorView<const float>(values.data(), {32, 4})),
+                       doctest::Contains("weight_ih_l0: int8 weights must be finite"), InvalidArgument);
+  for (const auto& parameter : model.weights().parameters()) {
+    CHECK(parameter.values == before.find(parameter.spec.name)->values);
+  }
+  LstmOptions on_gpu = with_format(WeightFormat::int8);
+  on_gpu.device = fastlstm::Device::cuda(0);
+  CHECK_THROWS_WITH_AS(Lstm<float>(config, on_gpu), doctest::Contains("weight_format: int8 runs on the CPU"),
+                       InvalidArgument);
+}
