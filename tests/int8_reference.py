@@ -31,9 +31,10 @@ def integers(w: np.ndarray, scales: np.ndarray) -> np.ndarray:
     return np.where(scales[:, None] > 0, q, 0).astype(np.float64)
 
 
-def quantized_product(a: np.ndarray, w: np.ndarray, levels: int) -> np.ndarray:
-    """a (n, k) times w^T, w (rows, k) holding integers times its row scales: (n, rows) float32."""
-    scales = row_scales(w)
+def quantized_product(a: np.ndarray, w: np.ndarray, levels: int, scales: Optional[np.ndarray] = None) -> np.ndarray:
+    """a (n, k) times w^T, w (rows, k) holding integers times its row scales (default: the
+    engine's own, row_scales(w)): (n, rows) float32."""
+    scales = row_scales(w) if scales is None else scales
     largest = np.abs(a).max(axis=1).astype(np.float32)
     inverse = np.where(largest > 0, np.float32(levels) / np.where(largest > 0, largest, 1), 0).astype(np.float32)
     q = np.rint((a * inverse[:, None]).astype(np.float32)).astype(np.float64)
@@ -48,9 +49,11 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 def int8_lstm(params: Dict[str, np.ndarray], x: np.ndarray, *, num_layers: int, hidden_size: int,
               bidirectional: bool = False, proj_size: int = 0, lengths: Optional[Sequence[int]] = None,
-              hx: Optional[Tuple[np.ndarray, np.ndarray]] = None):
+              hx: Optional[Tuple[np.ndarray, np.ndarray]] = None, scales: Optional[Dict[str, np.ndarray]] = None):
     """The int8 model over time-major x (L, N, I), sequence n running lengths[n] steps (all L by
-    default): output (L, N, D * H_out) with zeros past each length, h_n, c_n."""
+    default): output (L, N, D * H_out) with zeros past each length, h_n, c_n. scales: the row
+    scales of matrices that have their own (default: the engine's rule for every one)."""
+    scales = scales or {}
     steps, batch, _ = x.shape
     lengths = np.full(batch, steps) if lengths is None else np.asarray(lengths)
     D, H = (2 if bidirectional else 1), hidden_size
@@ -72,13 +75,13 @@ def int8_lstm(params: Dict[str, np.ndarray], x: np.ndarray, *, num_layers: int, 
                 c = np.zeros((1, H), np.float32) if hx is None else hx[1][index, n][None].astype(np.float32)
                 order = range(lengths[n]) if direction == 0 else reversed(range(lengths[n]))
                 for t in order:
-                    gates = (bias.astype(np.float32) + quantized_product(layer_input[t, n][None], w_ih, levels)).astype(np.float32)
-                    gates = (gates + quantized_product(h, w_hh, STATE_LEVELS)).astype(np.float32)
+                    gates = (bias.astype(np.float32) + quantized_product(layer_input[t, n][None], w_ih, levels, scales.get("weight_ih" + suffix))).astype(np.float32)
+                    gates = (gates + quantized_product(h, w_hh, STATE_LEVELS, scales.get("weight_hh" + suffix))).astype(np.float32)
                     i, f, g, o = np.split(gates, 4, axis=1)
                     c = (_sigmoid(f) * c + _sigmoid(i) * np.tanh(g)).astype(np.float32)
                     h = (_sigmoid(o) * np.tanh(c)).astype(np.float32)
                     if proj_size:
-                        h = quantized_product(h, params["weight_hr" + suffix], STATE_LEVELS)
+                        h = quantized_product(h, params["weight_hr" + suffix], STATE_LEVELS, scales.get("weight_hr" + suffix))
                     output[t, n, direction * P:(direction + 1) * P] = h[0]
                 h_n[index, n], c_n[index, n] = h[0], c[0]
         layer_input = output

@@ -231,6 +231,51 @@ def test_an_int8_model_pickles_exactly():
     np.testing.assert_array_equal(clone(x)[0], quantized(x)[0])
 
 
+@pytest.mark.parametrize("qconfig", ["per_tensor", "per_channel"])
+def test_from_torch_keeps_the_integers_and_scales_of_torchs_int8_lstm(qconfig):
+    torch.manual_seed(0)
+    module = torch.nn.LSTM(16, 32, 2, bidirectional=True).eval()
+    config = (torch.ao.quantization.default_dynamic_qconfig if qconfig == "per_tensor"
+              else torch.ao.quantization.per_channel_dynamic_qconfig)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantized = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(module), {torch.nn.LSTM: config},
+                                                           dtype=torch.qint8)[0]
+    model = fastlstm.LSTM.from_torch(quantized)
+    assert model.weight_format == "int8" and model.dtype == np.float32
+    scales = {}
+    for name, weight in quantized._weight_bias()["weight"].items():
+        per_row = (np.full(weight.shape[0], weight.q_scale(), np.float32) if qconfig == "per_tensor"
+                   else weight.q_per_channel_scales().float().numpy())
+        scales[name] = per_row
+        np.testing.assert_array_equal(
+            getattr(model, name), (weight.int_repr().numpy().astype(np.float32) * per_row[:, None]).astype(np.float32))
+    x = np.random.default_rng(0).standard_normal((10, 3, 16), dtype=np.float32)
+    expected = int8_lstm(model.state_dict(), x, num_layers=2, hidden_size=32, bidirectional=True, scales=scales)
+    assert_close(model(x), expected)
+    # The scales stay through pickling, files and quantize("int8").
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(model))(x)[0], model(x)[0])
+    np.testing.assert_array_equal(model.quantize("int8").weight_hh_l1, model.weight_hh_l1)
+    with torch.no_grad():
+        torch_float = module(torch.from_numpy(x))[0].numpy()
+        torch_int8 = quantized(torch.from_numpy(x))[0].numpy()
+    assert np.abs(model(x)[0] - torch_float).max() < np.abs(torch_int8 - torch_float).max()
+
+
+def test_from_torch_of_a_float16_quantized_lstm_is_a_float16_model():
+    torch.manual_seed(0)
+    module = torch.nn.LSTM(12, 24).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantized = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(module), {torch.nn.LSTM},
+                                                           dtype=torch.float16)[0]
+    model = fastlstm.LSTM.from_torch(quantized)
+    assert model.weight_format == "float16"
+    x = np.random.default_rng(1).standard_normal((8, 2, 12), dtype=np.float32)
+    with torch.no_grad():
+        np.testing.assert_allclose(model(x)[0], quantized(torch.from_numpy(x))[0].numpy(), rtol=0, atol=1e-5)
+
+
 def test_int8_needs_a_float32_model():
     with pytest.raises(ValueError, match="float32 model"):
         fastlstm.LSTM(4, 8, dtype=np.float64).quantize("int8")

@@ -45,6 +45,18 @@ TensorView<const T> numpy_view(const py::array& array, const char* name) {
   return view;
 }
 
+// A view's elements (rank <= 3, any strides) into `out`, in row-major order.
+template <typename T>
+void copy_to(const TensorView<const T>& view, T* out) {
+  const int64_t e0 = view.rank > 0 ? view.shape[0] : 1, e1 = view.rank > 1 ? view.shape[1] : 1,
+                e2 = view.rank > 2 ? view.shape[2] : 1;
+  const int64_t s0 = view.rank > 0 ? view.strides[0] : 0, s1 = view.rank > 1 ? view.strides[1] : 0,
+                s2 = view.rank > 2 ? view.strides[2] : 0;
+  for (int64_t i = 0; i < e0; ++i)
+    for (int64_t j = 0; j < e1; ++j)
+      for (int64_t k = 0; k < e2; ++k) *out++ = view.data[i * s0 + j * s1 + k * s2];
+}
+
 // `array` itself where the engine reads it in place (aligned, strides non-negative multiples of the
 // item size), else a C-contiguous copy; of another dtype, itself (numpy_view says what is wrong).
 template <typename T>
@@ -207,6 +219,50 @@ py::class_<Lstm<T>> bind_engine(py::module_& m, const char* name, const Extra&..
             return result;
           },
           "[(name, array)]: a snapshot of every parameter, in torch's order.")
+      .def(
+          "copy_scales",
+          [](const Engine& e) {
+            LstmWeights<T> weights = [&] {
+              py::gil_scoped_release release;
+              return e.copy_weights();
+            }();
+            py::dict result;
+            for (auto& parameter : weights.parameters()) {
+              if (parameter.scales.empty()) continue;
+              const std::vector<int64_t> shape{static_cast<int64_t>(parameter.scales.size())};
+              result[py::str(parameter.spec.name)] = to_numpy(std::move(parameter.scales), shape);
+            }
+            return result;
+          },
+          "{name: row scales} of the int8 weight matrices (empty for other formats).")
+      .def(
+          "set_weights",
+          [](Engine& e, const std::vector<std::pair<std::string, py::array>>& values, const py::dict& scales) {
+            LstmWeights<T> weights(e.config());
+            for (const auto& [name, array] : values) {
+              Parameter<T>* parameter = weights.find(name);
+              if (!parameter) throw py::value_error("unknown parameter '" + name + "'");
+              const auto view = numpy_view<T>(array, name.c_str());
+              if (view.numel() != parameter->spec.numel()) throw py::value_error(name + ": wrong number of values");
+              copy_to(view, parameter->values.data());
+            }
+            for (const auto& [key, array] : scales) {
+              const std::string name = py::str(key);
+              if (!py::isinstance<py::array>(array)) throw py::type_error(name + ": scales must be a NumPy array");
+              Parameter<T>* parameter = weights.find(name);
+              if (!parameter) throw py::value_error("scales: unknown parameter '" + name + "'");
+              const auto view = numpy_view<float>(py::reinterpret_borrow<py::array>(array), name.c_str());
+              if (view.rank != 1 || view.shape[0] != parameter->spec.shape[0]) {
+                throw py::value_error(name + ": expected one scale per row (" + std::to_string(parameter->spec.shape[0]) + ")");
+              }
+              parameter->scales.resize(static_cast<size_t>(view.shape[0]));
+              copy_to(view, parameter->scales.data());
+            }
+            py::gil_scoped_release release;
+            e.set_weights(weights);
+          },
+          py::arg("values"), py::arg("scales"),
+          "Replaces every parameter; int8 matrices given in `scales` keep those row scales.")
       .def("set_parameter",
            [](Engine& e, const std::string& parameter, const py::array& values) {
              auto view = numpy_view<T>(values, parameter.c_str());

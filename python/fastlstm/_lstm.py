@@ -10,7 +10,7 @@ from typing import Any, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
-from . import _cuda_runtime, _model_file
+from . import _cuda_runtime, _model_file, _torch_quantized
 from ._native import core as _core
 from ._arrays import resolve_dtype
 from ._forward import ArrayLike, Forward
@@ -254,7 +254,13 @@ class LSTM(ParameterAccess, Forward, EnginePlacement):
 
         dtype defaults to the module's (float32 or float64; other float types become float32);
         device to the module's (a module on a GPU gives a model on the same GPU).
+
+        torch's dynamically quantized LSTM (``torch.ao.quantization.quantize_dynamic``) gives a
+        model of the same weight format: qint8 an ``"int8"`` model holding torch's integers and
+        scales (symmetric: zero point 0), float16 a ``"float16"`` one; both float32, on the CPU.
         """
+        if _torch_quantized.is_quantized_lstm(module):
+            return cls._from_quantized_torch(module, num_threads)
         if getattr(module, "mode", None) != "LSTM" or not hasattr(module, "weight_ih_l0"):
             raise TypeError(f"module: expected a torch.nn.LSTM, got {type(module).__name__}")
         if dtype is None:
@@ -271,6 +277,18 @@ class LSTM(ParameterAccess, Forward, EnginePlacement):
         if device is None and str(module.weight_ih_l0.device).startswith("cuda"):
             device = str(module.weight_ih_l0.device)
         return model.to(device) if device is not None else model
+
+    @classmethod
+    def _from_quantized_torch(cls, module: Any, num_threads: Optional[int]) -> "LSTM":
+        weight_format, values, scales = _torch_quantized.quantized_weights(module)
+        model = cls._for_weights(
+            dict(input_size=module.input_size, hidden_size=module.hidden_size, num_layers=module.num_layers,
+                 bias=module.bias, batch_first=module.batch_first, dropout=module.dropout,
+                 bidirectional=module.bidirectional, proj_size=0),
+            np.float32, num_threads,
+        )
+        model.load_state_dict(values)
+        return model._quantized(weight_format, scales)
 
     # ----------------------------------------------------------------------------- model file
     def save(self, path: Union[str, "os.PathLike[str]"]) -> None:
@@ -348,10 +366,10 @@ class LSTM(ParameterAccess, Forward, EnginePlacement):
             config.update(device=self.device, allow_tf32=self._allow_tf32)
         if self.weight_format != self._dtype.name:
             config.update(weight_format=self.weight_format)
-        return (_unpickle, (config, self.state_dict()))
+        return (_unpickle, (config, self.state_dict(), self._engine.copy_scales()))
 
 
-def _unpickle(config: dict, state_dict: Mapping[str, np.ndarray]) -> LSTM:
+def _unpickle(config: dict, state_dict: Mapping[str, np.ndarray], scales: Optional[dict] = None) -> LSTM:
     device = config.pop("device", None)
     weight_format = config.pop("weight_format", None)
     with warnings.catch_warnings():
@@ -359,5 +377,5 @@ def _unpickle(config: dict, state_dict: Mapping[str, np.ndarray]) -> LSTM:
         model = LSTM(**config)
     model.load_state_dict(state_dict)
     if weight_format is not None:
-        model = model.quantize(weight_format)
+        model = model._quantized(weight_format, scales or {})
     return model.to(device) if device is not None else model

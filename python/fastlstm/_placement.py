@@ -55,9 +55,11 @@ class EnginePlacement:
     def cpu(self: _Model) -> _Model:
         return self.to("cpu")
 
-    def _engine_on(self, index: Optional[int], allow_tf32: bool, weight_format: Optional[str] = None) -> Any:
+    def _engine_on(self, index: Optional[int], allow_tf32: bool, weight_format: Optional[str] = None,
+                   scales: Optional[dict] = None) -> Any:
         """A new engine holding this model's weights: on the CPU (index None) or on cuda:index, its
-        weights in `weight_format` (default: this model's)."""
+        weights in `weight_format` (default: this model's); int8 matrices keep their row scales
+        (`scales`, default this model's: none unless it is int8)."""
         threads = self._engine.num_threads
         fmt = _engine_format(self.weight_format if weight_format is None else weight_format)
         if index is None:
@@ -69,7 +71,7 @@ class EnginePlacement:
             engine_class = mod.LstmFloat32 if self._dtype == np.float32 else mod.LstmFloat64
             graphs = os.environ.get("FASTLSTM_CUDA_GRAPHS", "1") != "0"
             engine = engine_class(self._engine.config, index, threads, allow_tf32, graphs, fmt)
-        engine.set_parameters(self._engine.copy_weights())
+        engine.set_weights(self._engine.copy_weights(), self._engine.copy_scales() if scales is None else scales)
         return engine
 
     @property
@@ -98,10 +100,14 @@ class EnginePlacement:
         if self._dtype != np.float32:
             raise ValueError(f"quantize: {weight_format} weights need a float32 model; this one is {self._dtype} "
                              "(LSTM.from_state_dict(model.state_dict(), dtype='float32') makes one)")
+        return self._quantized(weight_format)
+
+    def _quantized(self: _Model, weight_format: str, scales: Optional[dict] = None) -> _Model:
+        """quantize, int8 matrices taking the row scales in `scales` (default: this model's)."""
         model = object.__new__(type(self))
         model.__dict__.update(self.__dict__)
         index = _cuda_runtime.parse_device(self.device)
-        model.__dict__["_engine"] = self._engine_on(index, self._allow_tf32, weight_format)
+        model.__dict__["_engine"] = self._engine_on(index, self._allow_tf32, weight_format, scales)
         return model
 
 
