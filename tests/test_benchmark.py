@@ -31,3 +31,21 @@ def test_the_benchmark_runs_its_small_cases_and_verifies_them(tmp_path):
         assert abs(row["pct_gemm"] - 100 * row["gflops"] / row["gemm_gflops"]) < 1e-9
     assert rows["S7"]["per"] == "step" and rows["S1"]["per"] == "call"
     assert "S7-stream" in result.stdout and "stream.step" in result.stdout
+
+
+def test_the_benchmark_of_weight_formats_times_fastlstm_and_the_peers_quantized_lstms(tmp_path):
+    out = tmp_path / "weights.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "fastlstm", "bench", "--weights", "int8,float16", "--cases", "S1",
+         "--repeats", "1", "--min-time", "0", "--no-ort", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {row["weight_format"]: row for row in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"int8", "float16"}
+    assert set(rows["int8"]["ms"]) == {"fastlstm float32", "fastlstm int8", "torch int8"}
+    assert set(rows["float16"]["ms"]) == {"fastlstm float32", "fastlstm float16", "torch float16"}
+    # Errors against torch's float32 LSTM: fastlstm's int8 at most half of torch's int8 on S1.
+    assert rows["int8"]["error"]["fastlstm int8"] <= 0.5 * rows["int8"]["error"]["torch int8"]
+    assert rows["float16"]["error"]["fastlstm float16"] <= 3e-4
+    assert "fastlstm int8" in result.stdout and "torch float16" in result.stdout

@@ -15,6 +15,7 @@ import fastlstm
 
 from .cases import CASES, GPU_CASES
 from .peers import import_ort, import_torch, prepare
+from .quantized import parse_formats
 from .report import (
     Progress, format_memory_table, format_table, machine_info, plot_speedups, tuning_environment, versions,
 )
@@ -63,6 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-torch", action="store_true", help="leave torch (and ORT, which needs it) out")
     parser.add_argument("--no-ort", action="store_true", help="leave ONNX Runtime out")
     parser.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    parser.add_argument("--weights", type=parse_formats, default=None, metavar="FORMATS",
+                        help="comma-separated reduced-precision formats (int8, float16, bfloat16): time "
+                             "fastlstm's models of each against float32 and the peers' quantized LSTMs "
+                             "(torch qint8 / float16, ONNX Runtime int8), with each one's error")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
         from .cuda import run as run_cuda
 
         return run_cuda(args)
+    if args.weights:
+        from .quantized import run as run_quantized
+
+        return run_quantized(args)
     if args.cases is None:
         args.cases = list(CASES)
     gpu_only = [name for name in args.cases if name not in CASES]
