@@ -140,7 +140,7 @@ template <typename T>
 void Lstm<T>::check_int8_weights(const LstmWeights<T>& weights) const {
   if (options_.weight_format != WeightFormat::int8) return;
   for (const Parameter<T>& parameter : weights.parameters()) {
-    if (!is_weight_matrix(parameter.spec.kind)) continue;
+    if (!is_weight_matrix(parameter.spec.kind) || parameter.values.empty()) continue;
     const int64_t cols = parameter.spec.shape[1];
     check_quantizable(parameter.values.data(), parameter.spec.shape[0], cols, cols, 1, parameter.spec.name);
     for (float scale : parameter.scales) {
@@ -151,30 +151,50 @@ void Lstm<T>::check_int8_weights(const LstmWeights<T>& weights) const {
   }
 }
 
+namespace {
+// A copy of a parameter as callers get one: its values (from codes where the model holds them).
+template <typename T>
+Parameter<T> with_values(const Parameter<T>& parameter) {
+  Parameter<T> copy{parameter.spec, parameter.values, parameter.scales, {}};
+  if (!parameter.codes.empty()) {
+    copy.values.resize(parameter.codes.size());
+    for (size_t i = 0; i < copy.values.size(); ++i) copy.values[i] = parameter.value(i);
+  }
+  return copy;
+}
+}  // namespace
+
 // A matrix of an int8 model keeps the scales it came with (one per row) and takes max|row| / 127
-// where it has none; its values become integers times them. Other formats round each value, and
-// keep no scales.
+// where it has none; its values become integers times them, held as codes (values released).
+// Other formats round each value, and keep no scales or codes.
 template <typename T>
 void Lstm<T>::round_to_format(Parameter<T>& parameter) const {
   const WeightFormat format = options_.weight_format;
-  if (format != WeightFormat::int8) parameter.scales.clear();
+  if (format != WeightFormat::int8) {
+    if (!parameter.codes.empty()) parameter = with_values(parameter);  // an int8 file's weights, in full
+    parameter.scales.clear();
+  }
   if (format == WeightFormat::native || !is_weight_matrix(parameter.spec.kind)) return;
   if constexpr (std::is_same_v<T, float>) {
     if (format != WeightFormat::int8) {
       for (float& value : parameter.values) value = weight_format::round(value, format);
       return;
     }
+    if (parameter.values.empty()) return;  // held as codes already
     const int64_t rows = parameter.spec.shape[0], cols = parameter.spec.shape[1];
     const bool scaled = static_cast<int64_t>(parameter.scales.size()) == rows;
     if (!scaled) parameter.scales.resize(static_cast<size_t>(rows));
+    parameter.codes.resize(parameter.values.size());
     for (int64_t r = 0; r < rows; ++r) {
-      float* row = parameter.values.data() + r * cols;
+      const float* row = parameter.values.data() + r * cols;
       float& scale = parameter.scales[static_cast<size_t>(r)];
       if (!scaled) scale = weight_format::int8_row_scale(row, cols);
-      weight_format::round_int8_row(row, cols, scale);
+      for (int64_t c = 0; c < cols; ++c) parameter.codes[static_cast<size_t>(r * cols + c)] = weight_format::to_int8(row[c], scale);
     }
+    std::vector<T>().swap(parameter.values);
   }
 }
+
 
 template <typename T>
 void Lstm<T>::prepare() const {
@@ -215,14 +235,18 @@ Tensor<T> Lstm<T>::parameter(const std::string& name) const {
   if (!parameter) invalid("unknown parameter '" + name + "'");
   Tensor<T> copy(parameter->spec.shape);
   std::lock_guard<ForkSafeMutex> lock(*mutex_);
-  std::copy(parameter->values.begin(), parameter->values.end(), copy.data());
+  for (size_t i = 0; i < static_cast<size_t>(copy.numel()); ++i) copy.data()[i] = parameter->value(i);
   return copy;
 }
 
 template <typename T>
 LstmWeights<T> Lstm<T>::copy_weights() const {
   std::lock_guard<ForkSafeMutex> lock(*mutex_);
-  return weights_;
+  LstmWeights<T> copy = weights_;
+  for (Parameter<T>& parameter : copy.parameters()) {
+    if (!parameter.codes.empty()) parameter = with_values(parameter);
+  }
+  return copy;
 }
 
 template <typename T>
@@ -253,6 +277,7 @@ void Lstm<T>::set_parameters(const std::vector<std::pair<std::string, TensorView
     const std::vector<int64_t>& shape = targets[i]->spec.shape;
     const int64_t rows = shape[0], cols = shape.size() > 1 ? shape[1] : 1;
     const int64_t col_stride = shape.size() > 1 ? view.strides[1] : 0;
+    targets[i]->values.resize(static_cast<size_t>(rows * cols));  // an int8 matrix held as codes has none
     T* dst = targets[i]->values.data();
     for (int64_t r = 0; r < rows; ++r) {
       const T* src = view.data + r * view.strides[0];
@@ -263,6 +288,7 @@ void Lstm<T>::set_parameters(const std::vector<std::pair<std::string, TensorView
       }
     }
     targets[i]->scales.clear();  // new values, new scales
+    targets[i]->codes.clear();
     round_to_format(*targets[i]);
   }
   prepare();
@@ -275,9 +301,7 @@ void Lstm<T>::set_weights(const LstmWeights<T>& weights) {
   std::lock_guard<ForkSafeMutex> lock(*mutex_);
   auto& dst = weights_.parameters();
   for (size_t i = 0; i < dst.size(); ++i) {
-    const Parameter<T>& source = weights.parameters()[i];
-    std::copy(source.values.begin(), source.values.end(), dst[i].values.begin());
-    dst[i].scales = source.scales;
+    dst[i] = with_values(weights.parameters()[i]);
     round_to_format(dst[i]);
   }
   prepare();

@@ -51,7 +51,7 @@ LstmWeights<T>::LstmWeights(const LstmConfig& config) : config_(on_supported_cpu
   parameters_.reserve(specs.size());
   for (ParameterSpec& spec : specs) {
     const auto count = static_cast<size_t>(spec.numel());
-    parameters_.push_back({std::move(spec), std::vector<T>(count, T(0)), {}});
+    parameters_.push_back({std::move(spec), std::vector<T>(count, T(0)), {}, {}});
   }
 }
 

@@ -279,3 +279,37 @@ def test_from_torch_of_a_float16_quantized_lstm_is_a_float16_model():
 def test_int8_needs_a_float32_model():
     with pytest.raises(ValueError, match="float32 model"):
         fastlstm.LSTM(4, 8, dtype=np.float64).quantize("int8")
+
+
+_RESIDENT = """
+import sys, gc
+import numpy as np, psutil, fastlstm
+process = psutil.Process()
+x = np.random.default_rng(0).standard_normal((4, 2, 1024), dtype=np.float32)
+gc.collect()
+before = process.memory_info().rss
+model = fastlstm.LSTM.load(sys.argv[1], num_threads=2)
+model(x)
+gc.collect()
+print(process.memory_info().rss - before)
+"""
+
+
+def test_an_int8_model_holds_about_a_quarter_of_a_float32_models_memory(tmp_path):
+    """The model keeps its matrices as codes (a byte per weight) beside their packed copy: resident
+    growth of a loaded model, each in a fresh process, at most 0.3x a float32 model's."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("psutil")
+    model = fastlstm.LSTM(1024, 1024, num_layers=2, num_threads=2)
+    model.save(tmp_path / "float32.safetensors")
+    model.quantize("int8").save(tmp_path / "int8.safetensors")
+    grown = {}
+    for name in ("float32", "int8"):
+        result = subprocess.run([sys.executable, "-c", _RESIDENT, str(tmp_path / f"{name}.safetensors")],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        grown[name] = int(result.stdout.split()[-1])
+    assert grown["float32"] > 100e6  # weights and their packed copy: 2 x 67 MB
+    assert grown["int8"] <= 0.3 * grown["float32"], grown

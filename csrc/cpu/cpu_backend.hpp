@@ -62,6 +62,62 @@ constexpr Eigen::Index kTypicalBatch = 64;
 template <typename T>
 struct LayerRun;
 
+// A copy of a weight matrix with its rows reordered (the gate-interleaved order), then packed a
+// range of rows at a time: its values, or, where the model holds int8 codes, the codes and the
+// rows' scales.
+template <typename T>
+class GateRows {
+ public:
+  GateRows(int64_t rows, int64_t cols) : rows_(rows), cols_(cols) {}
+
+  // Row `src` of `parameter` as row `dst` of the copy.
+  void copy_row(const Parameter<T>& parameter, int64_t src, int64_t dst) {
+    if (!parameter.codes.empty()) {
+      if (codes_.empty()) {
+        codes_.resize(static_cast<size_t>(rows_ * cols_));
+        scales_.resize(static_cast<size_t>(rows_));
+      }
+      std::copy_n(parameter.codes.data() + src * cols_, cols_, codes_.data() + dst * cols_);
+      scales_[static_cast<size_t>(dst)] = parameter.scales[static_cast<size_t>(src)];
+      return;
+    }
+    if (values_.empty()) values_.resize(static_cast<size_t>(rows_ * cols_));
+    std::copy_n(parameter.values.data() + src * cols_, cols_, values_.data() + dst * cols_);
+  }
+
+  // Rows [first, first + count) into `packed`.
+  void pack(PackedWeights<T>& packed, int64_t first, int64_t count, int64_t typical_n, WeightFormat format,
+            int activation_bits) const {
+    if constexpr (std::is_same_v<T, float>) {
+      if (!codes_.empty()) {
+        packed.pack_codes(codes_.data() + first * cols_, scales_.data() + first, count, cols_, cols_, activation_bits);
+        return;
+      }
+    }
+    packed.pack(values_.data() + first * cols_, count, cols_, cols_, typical_n, format, nullptr, activation_bits);
+  }
+
+  // Rows [first, first + count) of `parameter` itself (rows in torch's order) into `packed`.
+  static void pack_rows(const Parameter<T>& parameter, PackedWeights<T>& packed, int64_t first, int64_t count,
+                        int64_t typical_n, WeightFormat format, int activation_bits) {
+    const int64_t cols = parameter.spec.shape[1];
+    if constexpr (std::is_same_v<T, float>) {
+      if (!parameter.codes.empty()) {
+        packed.pack_codes(parameter.codes.data() + first * cols, parameter.scales.data() + first, count, cols, cols,
+                          activation_bits);
+        return;
+      }
+    }
+    packed.pack(parameter.values.data() + first * cols, count, cols, cols, typical_n, format, nullptr, activation_bits);
+  }
+
+ private:
+  int64_t rows_, cols_;
+  AlignedVector<T> values_;
+  std::vector<int8_t> codes_;
+  std::vector<float> scales_;
+};
+
 template <typename T>
 class CpuBackend final : public Backend<T> {
  public:
@@ -79,34 +135,19 @@ class CpuBackend final : public Backend<T> {
     std::vector<PreparedLayer> layers(static_cast<size_t>(config_.num_layers));
     for (int64_t layer = 0; layer < config_.num_layers; ++layer) {
       PreparedLayer& prepared = layers[static_cast<size_t>(layer)];
-      const int64_t I = config_.layer_input_size(layer);
-      // Gate-interleaved copies of both directions' matrices (and of int8 row scales), then each
-      // thread's share packed.
-      AlignedVector<T> w_ih(static_cast<size_t>(D * 4 * H * I));
-      AlignedVector<T> w_hh[2];
-      std::vector<float> s_ih, s_hh[2];
       prepared.bias.assign(static_cast<size_t>(D * 4 * H), T(0));
+      // Gate-interleaved copies of both directions' matrices: their values, or an int8 model's
+      // codes and row scales.
+      GateRows<T> ih(D * 4 * H, config_.layer_input_size(layer));
+      GateRows<T> hh[2] = {GateRows<T>(4 * H, P), GateRows<T>(4 * H, P)};
       for (int64_t dir = 0; dir < D; ++dir) {
-        const Parameter<T>* ih = weights.find(layer, dir, ParameterKind::weight_ih);
-        const Parameter<T>* hh = weights.find(layer, dir, ParameterKind::weight_hh);
         const auto* b_ih = weights.find(layer, dir, ParameterKind::bias_ih);
         const auto* b_hh = weights.find(layer, dir, ParameterKind::bias_hh);
-        const bool scaled = !ih->scales.empty() && !hh->scales.empty();
-        if (scaled) {
-          s_ih.resize(static_cast<size_t>(D * 4 * H));
-          s_hh[dir].resize(static_cast<size_t>(4 * H));
-        }
-        w_hh[dir].resize(static_cast<size_t>(4 * H * P));
         for (int64_t gate = 0; gate < 4; ++gate) {
           for (int64_t unit = 0; unit < H; ++unit) {
-            const int64_t src = gate * H + unit;
-            const int64_t dst = split_.blocks[dir].row(gate, unit);
-            std::copy_n(ih->values.data() + src * I, I, w_ih.data() + (dir * 4 * H + dst) * I);
-            std::copy_n(hh->values.data() + src * P, P, w_hh[dir].data() + dst * P);
-            if (scaled) {
-              s_ih[static_cast<size_t>(dir * 4 * H + dst)] = ih->scales[static_cast<size_t>(src)];
-              s_hh[dir][static_cast<size_t>(dst)] = hh->scales[static_cast<size_t>(src)];
-            }
+            const int64_t src = gate * H + unit, dst = split_.blocks[dir].row(gate, unit);
+            ih.copy_row(*weights.find(layer, dir, ParameterKind::weight_ih), src, dir * 4 * H + dst);
+            hh[dir].copy_row(*weights.find(layer, dir, ParameterKind::weight_hh), src, dst);
             if (b_ih) {
               prepared.bias[static_cast<size_t>(dir * 4 * H + dst)] =
                   b_ih->values[static_cast<size_t>(src)] + b_hh->values[static_cast<size_t>(src)];
@@ -114,26 +155,22 @@ class CpuBackend final : public Backend<T> {
           }
         }
       }
-      // The scales of rows from `first` of a matrix, or nullptr where it has none.
-      auto scales_from = [](const std::vector<float>& scales, int64_t first) {
-        return scales.empty() ? nullptr : scales.data() + first;
-      };
       prepared.threads.resize(split_.shares.size());
       for (size_t thread = 0; thread < split_.shares.size(); ++thread) {
         const ThreadShare& share = split_.shares[thread];
         ThreadWeights& thread_weights = prepared.threads[thread];
         for (int64_t dir = 0; dir < D; ++dir) {
           const auto [lo, hi] = share.direction_columns(dir, H);
-          thread_weights.w_ih[dir].pack(w_ih.data() + lo * I, std::max<int64_t>(hi - lo, 0), I, I, kTypicalRows,
-                                        weight_format_, scales_from(s_ih, lo), activation_bits(layer, ParameterKind::weight_ih));
+          ih.pack(thread_weights.w_ih[dir], lo, std::max<int64_t>(hi - lo, 0), kTypicalRows, weight_format_,
+                  activation_bits(layer, ParameterKind::weight_ih));
           const auto [b0, b1] = share.blocks[dir];
           const int64_t row0 = 4 * split_.blocks[dir].start(b0), row1 = 4 * split_.blocks[dir].start(b1);
-          thread_weights.w_hh[dir].pack(w_hh[dir].data() + row0 * P, std::max<int64_t>(row1 - row0, 0), P, P, kTypicalBatch,
-                                        weight_format_, scales_from(s_hh[dir], row0));
+          hh[dir].pack(thread_weights.w_hh[dir], row0, std::max<int64_t>(row1 - row0, 0), kTypicalBatch, weight_format_,
+                       activation_bits(layer, ParameterKind::weight_hh));
           if (const auto* w_hr = weights.find(layer, dir, ParameterKind::weight_hr)) {
             const auto [q0, q1] = share.outputs[dir];
-            thread_weights.w_hr[dir].pack(w_hr->values.data() + q0 * H, q1 - q0, H, H, kTypicalBatch, weight_format_,
-                                          scales_from(w_hr->scales, q0));
+            GateRows<T>::pack_rows(*w_hr, thread_weights.w_hr[dir], q0, q1 - q0, kTypicalBatch, weight_format_,
+                                activation_bits(layer, ParameterKind::weight_hr));
           }
         }
       }

@@ -3,6 +3,7 @@
 // core provides for each format (packed_gemm.hpp), chosen when packed, behind the interface the
 // backend uses for every packed weight matrix.
 #include <cstddef>
+#include <cstdint>
 #include <initializer_list>
 #include <numeric>
 #include <type_traits>
@@ -60,6 +61,21 @@ class FormattedWeights {
           }
         },
         weights_);
+  }
+
+  // int8 weights given as their integers (m x k, row stride ldc) and row scales.
+  void pack_codes(const int8_t* codes, const float* row_scales, Index m, Index k, Index ldc, int activation_bits = 8) {
+    if (activation_bits == 16) {
+      if (Int8Wide::available()) {
+        weights_.template emplace<5>().pack(codes, row_scales, m, k, ldc);
+      } else {
+        weights_.template emplace<6>().pack(codes, row_scales, m, k, ldc);
+      }
+    } else if (Int8::available()) {
+      weights_.template emplace<3>().pack(codes, row_scales, m, k, ldc);
+    } else {
+      weights_.template emplace<4>().pack(codes, row_scales, m, k, ldc);
+    }
   }
 
   Index rows() const { return visit([](const auto& w) { return Index(w.rows()); }); }

@@ -38,6 +38,18 @@ class QuantizedWeights {
   // Packs `a` (m x k, row stride lda), whose row r holds integers times row_scales[r] (nullptr:
   // scales of max|row| / 127, as the engine takes them).
   void pack(const float* a, const float* row_scales, Index m, Index k, Index lda) {
+    std::vector<int8_t> codes(static_cast<size_t>(m * k));
+    std::vector<float> scales(static_cast<size_t>(m));
+    for (Index r = 0; r < m; ++r) {
+      const float* values = a + r * lda;
+      scales[static_cast<size_t>(r)] = row_scales ? row_scales[r] : weight_format::int8_row_scale(values, k);
+      for (Index d = 0; d < k; ++d) codes[static_cast<size_t>(r * k + d)] = weight_format::to_int8(values[d], scales[static_cast<size_t>(r)]);
+    }
+    pack(codes.data(), scales.data(), m, k, k);
+  }
+
+  // Packs the integers `codes` (m x k, row stride ldc) of rows whose scales are row_scales.
+  void pack(const int8_t* codes, const float* row_scales, Index m, Index k, Index ldc) {
     m_ = m;
     k_ = k;
     const Index blocks = std::max<Index>(1, (k + kMaxDepthBlock - 1) / kMaxDepthBlock);
@@ -48,12 +60,9 @@ class QuantizedWeights {
     panels_.assign(static_cast<size_t>(padded_rows_ * padded_depth_), 0);
     row_scale_.assign(static_cast<size_t>(padded_rows_), 0.0f);
     start_.assign(static_cast<size_t>(padded_rows_ * std::max<Index>(1, blocks)), 0);
-    std::vector<int8_t> row(static_cast<size_t>(k));
     for (Index r = 0; r < m; ++r) {
-      const float* values = a + r * lda;
-      const float scale = row_scales ? row_scales[r] : weight_format::int8_row_scale(values, k);
-      row_scale_[static_cast<size_t>(r)] = scale;
-      for (Index d = 0; d < k; ++d) row[static_cast<size_t>(d)] = weight_format::to_int8(values[d], scale);
+      const int8_t* row = codes + r * ldc;
+      row_scale_[static_cast<size_t>(r)] = row_scales[r];
       Index block_offset = 0;
       for (Index k2 = 0, block = 0; k2 < k; k2 += kc_, ++block) {
         const Index kc = std::min(kc_, k - k2);
@@ -61,7 +70,7 @@ class QuantizedWeights {
         int8_t* panel = panels_.data() + block_offset + row0 * padded(kc);
         int32_t sum = 0;
         for (Index d = 0; d < kc; ++d) {
-          const int8_t q = row[static_cast<size_t>(k2 + d)];
+          const int8_t q = row[k2 + d];
           panel[(d / kGroup) * height * kGroup + (r - row0) * kGroup + d % kGroup] = q;
           sum += q;
         }

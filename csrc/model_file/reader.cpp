@@ -125,8 +125,8 @@ T from_16_bits(uint16_t bits) {
   return static_cast<T>(widen(bits));
 }
 
-// An I8 matrix at `offset` and its scales: values q * scale[row], the scales kept (a finite
-// scale >= 0 each).
+// An I8 matrix at `offset` and its scales (each finite and >= 0): for float, the codes and scales
+// as an int8 model holds them (no values); for double, the values q * scale[row].
 template <typename T>
 void read_int8(const ByteSource& source, const ParsedFile& file, const std::string& key, uint64_t offset,
                Parameter<T>& target) {
@@ -141,14 +141,17 @@ void read_int8(const ByteSource& source, const ParsedFile& file, const std::stri
               std::to_string(r) + "]; scales must be finite and >= 0");
     }
   }
-  std::vector<int8_t> row(static_cast<size_t>(cols));
-  for (int64_t r = 0; r < rows; ++r) {
-    source.read(offset + static_cast<uint64_t>(r * cols), static_cast<size_t>(cols), row.data());
-    for (int64_t c = 0; c < cols; ++c) {
-      target.values[static_cast<size_t>(r * cols + c)] = static_cast<T>(float(row[static_cast<size_t>(c)]) * scales[static_cast<size_t>(r)]);
-    }
-  }
+  std::vector<int8_t> codes(static_cast<size_t>(rows * cols));
+  source.read(offset, codes.size(), codes.data());
   target.scales = std::move(scales);
+  target.codes = std::move(codes);
+  if constexpr (std::is_same_v<T, float>) {
+    std::vector<T>().swap(target.values);
+  } else {
+    for (size_t i = 0; i < target.values.size(); ++i) target.values[i] = target.value(i);
+    target.codes.clear();
+    target.scales.clear();
+  }
 }
 
 template <typename T>

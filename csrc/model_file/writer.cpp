@@ -176,7 +176,9 @@ void write_int8(const Parameter<T>& parameter, const std::function<void(const vo
   for (int64_t r = 0; r < rows; ++r) {
     const float scale = parameter.scales[static_cast<size_t>(r)];
     for (int64_t c = 0; c < cols; ++c) {
-      row[static_cast<size_t>(c)] = weight_format::to_int8(static_cast<float>(parameter.values[static_cast<size_t>(r * cols + c)]), scale);
+      const size_t i = static_cast<size_t>(r * cols + c);
+      row[static_cast<size_t>(c)] =
+          parameter.codes.empty() ? weight_format::to_int8(static_cast<float>(parameter.values[i]), scale) : parameter.codes[i];
     }
     write(row.data(), row.size());
   }

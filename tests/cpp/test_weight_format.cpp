@@ -124,15 +124,23 @@ TEST_CASE("weight format: int8 holds integers times row scales, kept by set_weig
   const LstmWeights<float> weights = torch_like_weights(config, 97);
   const Lstm<float> model(weights, with_format(WeightFormat::int8));
   CHECK(std::string(fastlstm::weight_format_name<float>(WeightFormat::int8)) == "int8");
+  // The model holds its matrices as codes (a byte each) and scales; copies have the values.
+  const LstmWeights<float> copy = model.copy_weights();
   for (const auto& parameter : model.weights().parameters()) {
     const bool matrix = parameter.spec.name.rfind("weight", 0) == 0;
+    const auto& copied = *copy.find(parameter.spec.name);
     REQUIRE(parameter.scales.size() == (matrix ? static_cast<size_t>(parameter.spec.shape[0]) : 0u));
-    for (size_t i = 0; matrix && i < parameter.values.size(); ++i) {
+    CHECK(parameter.codes.size() == (matrix ? static_cast<size_t>(parameter.spec.numel()) : 0u));
+    CHECK(parameter.values.size() == (matrix ? 0u : static_cast<size_t>(parameter.spec.numel())));
+    REQUIRE(copied.values.size() == static_cast<size_t>(parameter.spec.numel()));
+    CHECK(copied.codes.empty());
+    for (size_t i = 0; matrix && i < copied.values.size(); ++i) {
       const float scale = parameter.scales[i / static_cast<size_t>(parameter.spec.shape[1])];
-      const float q = parameter.values[i] / scale;
-      CHECK(q == std::nearbyint(q));
-      CHECK(std::abs(q) <= 127);
+      CHECK(copied.values[i] == float(parameter.codes[i]) * scale);
+      CHECK(std::abs(int(parameter.codes[i])) <= 127);
     }
+    const auto single = model.parameter(parameter.spec.name);
+    CHECK(std::vector<float>(single.data(), single.data() + single.numel()) == copied.values);
   }
   // Scales given with the weights are kept: a coarser scale makes coarser values.
   LstmWeights<float> coarse = model.copy_weights();
@@ -141,7 +149,10 @@ TEST_CASE("weight format: int8 holds integers times row scales, kept by set_weig
   Lstm<float> rescaled(model.copy_weights(), with_format(WeightFormat::int8));
   rescaled.set_weights(coarse);
   CHECK(rescaled.weights().find("weight_hh_l0")->scales == w_hh->scales);
-  CHECK(rescaled.weights().find("weight_hh_l0")->values != model.weights().find("weight_hh_l0")->values);
+  CHECK(rescaled.copy_weights().find("weight_hh_l0")->values != copy.find("weight_hh_l0")->values);
+  // A model's own weights (codes) set into another give the same model.
+  Lstm<float> again(weights, with_format(WeightFormat::int8));
+  again.set_weights(rescaled.weights());
   // Files keep the integers and the scales; the model loads as int8.
   const std::string path = (dir.path / "int8.safetensors").string();
   rescaled.save(path);
@@ -149,12 +160,14 @@ TEST_CASE("weight format: int8 holds integers times row scales, kept by set_weig
   const Lstm<float> loaded = Lstm<float>::load(path);
   CHECK(loaded.weight_format() == WeightFormat::int8);
   for (const auto& parameter : rescaled.weights().parameters()) {
+    CHECK(loaded.weights().find(parameter.spec.name)->codes == parameter.codes);
     CHECK(loaded.weights().find(parameter.spec.name)->values == parameter.values);
     CHECK(loaded.weights().find(parameter.spec.name)->scales == parameter.scales);
   }
   const auto x = random_values<float>(4 * 2 * 10, 98);
   const TensorView<const float> input(x.data(), {4, 2, 10});
   CHECK(max_difference(loaded.forward(input).output, rescaled.forward(input).output) == 0);
+  CHECK(max_difference(again.forward(input).output, rescaled.forward(input).output) == 0);
 }
 
 TEST_CASE("weight format: int8 refuses weights that are not finite and leaves the model unchanged") {
@@ -162,10 +175,12 @@ TEST_CASE("weight format: int8 refuses weights that are not finite and leaves th
   Lstm<float> model(torch_like_weights(config, 99), with_format(WeightFormat::int8));
   const auto before = model.copy_weights();
   std::vector<float> values(32 * 4, 0.1f);
+  // (compared through copy_weights: the model itself holds codes)
   values[17] = std::nanf("");
   CHECK_THROWS_WITH_AS(model.set_parameter("weight_ih_l0", TensorView<const float>(values.data(), {32, 4})),
                        doctest::Contains("weight_ih_l0: int8 weights must be finite"), InvalidArgument);
-  for (const auto& parameter : model.weights().parameters()) {
+  const auto after = model.copy_weights();
+  for (const auto& parameter : after.parameters()) {
     CHECK(parameter.values == before.find(parameter.spec.name)->values);
   }
   LstmOptions on_gpu = with_format(WeightFormat::int8);

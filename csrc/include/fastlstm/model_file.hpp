@@ -82,7 +82,9 @@ class ModelFileReader {
   ModelFileReader& operator=(ModelFileReader&&) noexcept;
 
   const ModelFileInfo& info() const;
-  // The LSTM's tensors cast to T (as read_model_file reads them).
+  // The LSTM's tensors cast to T (as read_model_file reads them). The I8 weight matrices of an
+  // int8 model come, for float, as codes and scales (Parameter::codes; no values), as an int8
+  // model holds them; for double, as their values.
   template <typename T>
   LstmWeights<T> read_weights() const;
 

@@ -33,10 +33,20 @@ std::vector<ParameterSpec> parameter_specs(const LstmConfig& config);
 template <typename T>
 struct Parameter {
   ParameterSpec spec;
-  std::vector<T> values;  // row-major, spec.numel() elements
+  std::vector<T> values;  // row-major, spec.numel() elements (see codes)
   // The weight matrices of an int8 model: one scale per row, each value of row r an integer in
   // [-128, 127] times scales[r]. Empty otherwise.
   std::vector<float> scales;
+  // Those integers, row-major, where an int8 model holds its matrices compactly: the weights a
+  // model keeps (Lstm::weights()) have codes and no values there; every copy it hands out
+  // (parameter(), copy_weights()) has the values. Empty otherwise.
+  std::vector<int8_t> codes;
+
+  // Value i, from values or from codes and scales.
+  T value(size_t i) const {
+    if (codes.empty()) return values[i];
+    return static_cast<T>(float(codes[i]) * scales[i / static_cast<size_t>(spec.shape[1])]);
+  }
 };
 
 // All parameters of one configuration. The storage of each parameter never moves once built,
