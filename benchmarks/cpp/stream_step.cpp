@@ -1,9 +1,11 @@
 // Case S7 from C++: one LSTM step per call (N=1, I=H=256, 1 layer), (h, c) carried in a State.
 // Prints the median per-step time of several runs of 5000 steps.
+//   stream_step [threads] [float32 | float16 | bfloat16 | int8]   (the model's weight format)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -11,6 +13,19 @@
 
 int main(int argc, char** argv) {
   const int threads = argc > 1 ? std::atoi(argv[1]) : 0;
+  const char* format_name = argc > 2 ? argv[2] : "float32";
+  fastlstm::LstmOptions options;
+  options.num_threads = threads;
+  if (std::strcmp(format_name, "float16") == 0) {
+    options.weight_format = fastlstm::WeightFormat::float16;
+  } else if (std::strcmp(format_name, "bfloat16") == 0) {
+    options.weight_format = fastlstm::WeightFormat::bfloat16;
+  } else if (std::strcmp(format_name, "int8") == 0) {
+    options.weight_format = fastlstm::WeightFormat::int8;
+  } else if (std::strcmp(format_name, "float32") != 0) {
+    std::fprintf(stderr, "weight format: expected float32, float16, bfloat16 or int8, got %s\n", format_name);
+    return 2;
+  }
   constexpr int64_t kSize = 256, kSteps = 5000;
   fastlstm::LstmConfig config;
   config.input_size = kSize;
@@ -21,7 +36,7 @@ int main(int argc, char** argv) {
   for (auto& parameter : weights.parameters()) {
     for (float& value : parameter.values) value = uniform(rng);
   }
-  const fastlstm::Lstm<float> model(std::move(weights), threads);
+  const fastlstm::Lstm<float> model(std::move(weights), options);
   auto state = model.make_state(1);
   std::vector<float> x(kSize), y(kSize);
   for (float& value : x) value = uniform(rng);
@@ -37,7 +52,7 @@ int main(int argc, char** argv) {
     per_step_us.push_back(elapsed.count() / kSteps);
   }
   std::sort(per_step_us.begin(), per_step_us.end());
-  std::printf("S7 from C++ (N=1, I=H=256), %d thread(s): median %.2f us/step (min %.2f, max %.2f)\n",
-              model.num_threads(), per_step_us[per_step_us.size() / 2], per_step_us.front(), per_step_us.back());
+  std::printf("S7 from C++ (N=1, I=H=256), %s weights, %d thread(s): median %.2f us/step (min %.2f, max %.2f)\n",
+              format_name, model.num_threads(), per_step_us[per_step_us.size() / 2], per_step_us.front(), per_step_us.back());
   return 0;
 }
