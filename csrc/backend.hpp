@@ -95,10 +95,10 @@ class Backend {
   virtual void fill_zero(const TensorView<T>& to) { std::fill_n(to.data, to.numel(), T(0)); }
 };
 
-// weight_format: how the backend may hold the (already rounded) weight matrices.
+// The CPU's threads (options.num_threads, resolved), and how it holds the (already rounded)
+// weight matrices (weight_format, int8_input_bits).
 template <typename T>
-std::unique_ptr<Backend<T>> make_cpu_backend(const LstmConfig& config, int num_threads,
-                                             WeightFormat weight_format = WeightFormat::native);
+std::unique_ptr<Backend<T>> make_cpu_backend(const LstmConfig& config, const LstmOptions& options);
 // Throws Error in a build without CUDA, or when the device cannot be used.
 template <typename T>
 std::unique_ptr<Backend<T>> make_cuda_backend(const LstmConfig& config, const LstmOptions& options);

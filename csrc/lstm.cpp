@@ -62,6 +62,9 @@ LstmOptions resolve_for(const LstmOptions& options) {
     invalid(std::string("weight_format: ") + weight_format_name<float>(options.weight_format) +
             " weights need a float32 model");
   }
+  if (options.int8_input_bits != 8 && options.int8_input_bits != 16) {
+    invalid("int8_input_bits must be 8 or 16, got " + std::to_string(options.int8_input_bits));
+  }
   if (options.weight_format == WeightFormat::int8 && options.device.kind == DeviceKind::cuda) {
     invalid("weight_format: int8 runs on the CPU; a model on " + options.device.str() +
             " takes float32, float16 or bfloat16 weights");
@@ -73,7 +76,7 @@ LstmOptions resolve_for(const LstmOptions& options) {
 template <typename T>
 std::unique_ptr<Backend<T>> make_backend(const LstmConfig& config, const LstmOptions& options) {
   if (options.device.kind == DeviceKind::cuda) return make_cuda_backend<T>(config, options);
-  return make_cpu_backend<T>(config, options.num_threads, options.weight_format);
+  return make_cpu_backend<T>(config, options);
 }
 
 bool is_weight_matrix(ParameterKind kind) {

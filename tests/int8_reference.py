@@ -49,10 +49,12 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 def int8_lstm(params: Dict[str, np.ndarray], x: np.ndarray, *, num_layers: int, hidden_size: int,
               bidirectional: bool = False, proj_size: int = 0, lengths: Optional[Sequence[int]] = None,
-              hx: Optional[Tuple[np.ndarray, np.ndarray]] = None, scales: Optional[Dict[str, np.ndarray]] = None):
+              hx: Optional[Tuple[np.ndarray, np.ndarray]] = None, scales: Optional[Dict[str, np.ndarray]] = None,
+              input_levels: int = INPUT_LEVELS):
     """The int8 model over time-major x (L, N, I), sequence n running lengths[n] steps (all L by
     default): output (L, N, D * H_out) with zeros past each length, h_n, c_n. scales: the row
-    scales of matrices that have their own (default: the engine's rule for every one)."""
+    scales of matrices that have their own (default: the engine's rule for every one).
+    input_levels: 32767 for 16-bit inputs (the default), 127 for 8-bit ones."""
     scales = scales or {}
     steps, batch, _ = x.shape
     lengths = np.full(batch, steps) if lengths is None else np.asarray(lengths)
@@ -69,7 +71,7 @@ def int8_lstm(params: Dict[str, np.ndarray], x: np.ndarray, *, num_layers: int, 
             bias = params.get("bias_ih" + suffix, np.zeros(4 * H, np.float32)) + params.get(
                 "bias_hh" + suffix, np.zeros(4 * H, np.float32))
             index = layer * D + direction
-            levels = INPUT_LEVELS if layer == 0 else STATE_LEVELS
+            levels = input_levels if layer == 0 else STATE_LEVELS
             for n in range(batch):
                 h = np.zeros((1, P), np.float32) if hx is None else hx[0][index, n][None].astype(np.float32)
                 c = np.zeros((1, H), np.float32) if hx is None else hx[1][index, n][None].astype(np.float32)

@@ -33,7 +33,7 @@ def reference(model: fastlstm.LSTM, x: np.ndarray, *, lengths=None, hx=None):
     hx_ref = hx
     output, (h_n, c_n) = int8_lstm(params, time_major, num_layers=model.num_layers, hidden_size=model.hidden_size,
                                    bidirectional=model.bidirectional, proj_size=model.proj_size, lengths=lengths,
-                                   hx=hx_ref)
+                                   hx=hx_ref, input_levels=32767 if model.int8_input_bits == 16 else 127)
     return (np.swapaxes(output, 0, 1) if model.batch_first else output), (h_n, c_n)
 
 
@@ -313,3 +313,24 @@ def test_an_int8_model_holds_about_a_quarter_of_a_float32_models_memory(tmp_path
         grown[name] = int(result.stdout.split()[-1])
     assert grown["float32"] > 100e6  # weights and their packed copy: 2 x 67 MB
     assert grown["int8"] <= 0.3 * grown["float32"], grown
+
+
+def test_8_bit_inputs_trade_accuracy_for_speed_and_stay_with_the_model(tmp_path):
+    module, model = make_pair(20, 48, num_layers=2)
+    fine, coarse = model.quantize("int8"), model.quantize("int8", input_bits=8)
+    assert (fine.int8_input_bits, coarse.int8_input_bits) == (16, 8)
+    x = random_input(module, steps=10, batch=3)
+    assert_close(coarse(x), reference(coarse, x))
+    expected = torch_forward(module, x)[0]
+    assert np.abs(coarse(x)[0] - expected).max() > np.abs(fine(x)[0] - expected).max()
+    # Files and pickling keep it; quantize starts again from 16 unless told.
+    coarse.save(tmp_path / "coarse.safetensors")
+    loaded = fastlstm.LSTM.load(tmp_path / "coarse.safetensors")
+    assert loaded.int8_input_bits == 8
+    np.testing.assert_array_equal(loaded(x)[0], coarse(x)[0])
+    assert pickle.loads(pickle.dumps(coarse)).int8_input_bits == 8
+    assert coarse.quantize("int8").int8_input_bits == 16
+    with pytest.raises(ValueError, match="input_bits: only int8"):
+        model.quantize("float16", input_bits=8)
+    with pytest.raises(ValueError, match="input_bits: expected 8 or 16, got 12"):
+        model.quantize("int8", input_bits=12)

@@ -5,11 +5,11 @@
 
 namespace fastlstm {
 template <typename T>
-std::unique_ptr<Backend<T>> make_cpu_backend(const LstmConfig& config, int num_threads, WeightFormat weight_format) {
-  return std::make_unique<cpu::CpuBackend<T>>(config, num_threads, weight_format);
+std::unique_ptr<Backend<T>> make_cpu_backend(const LstmConfig& config, const LstmOptions& options) {
+  return std::make_unique<cpu::CpuBackend<T>>(config, options);
 }
 
-template std::unique_ptr<Backend<float>> make_cpu_backend<float>(const LstmConfig&, int, WeightFormat);
-template std::unique_ptr<Backend<double>> make_cpu_backend<double>(const LstmConfig&, int, WeightFormat);
+template std::unique_ptr<Backend<float>> make_cpu_backend<float>(const LstmConfig&, const LstmOptions&);
+template std::unique_ptr<Backend<double>> make_cpu_backend<double>(const LstmConfig&, const LstmOptions&);
 
 }  // namespace fastlstm

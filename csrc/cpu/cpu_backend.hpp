@@ -48,12 +48,12 @@ int64_t balance_min_bytes() { return static_cast<int64_t>(Eigen::l2CacheSize()) 
 constexpr int64_t kChunkRows = 512;
 // Batch-major input (batch_first) is projected one sequence at a time: enough steps per GEMM.
 constexpr int64_t kBatchMajorChunkSteps = 32;
-// int8 models quantize the model's input (what layer 0's W_ih multiplies) to 16 bits: features
-// with outliers (a few values far beyond the rest) leave 8 bits too coarse for the rest, and most
-// of an int8 model's error came from there. The states that every other matrix multiplies (h, in
-// (-1, 1)) take 8, which the fastest int8 products take.
-int activation_bits(int64_t layer, ParameterKind kind) {
-  return layer == 0 && kind == ParameterKind::weight_ih ? 16 : 8;
+// int8 models quantize the model's input (what layer 0's W_ih multiplies) to `input_bits`, 16
+// unless the options say 8: features with outliers (a few values far beyond the rest) leave 8
+// bits too coarse for the rest, and most of an int8 model's error came from there. The states
+// that every other matrix multiplies (h, in (-1, 1)) take 8, which the fastest int8 products take.
+int activation_bits(int64_t layer, ParameterKind kind, int input_bits) {
+  return layer == 0 && kind == ParameterKind::weight_ih ? input_bits : 8;
 }
 // Activation rows the cache blocking of the packed weights is tuned for.
 constexpr Eigen::Index kTypicalRows = 1024;
@@ -121,10 +121,11 @@ class GateRows {
 template <typename T>
 class CpuBackend final : public Backend<T> {
  public:
-  CpuBackend(const LstmConfig& config, int num_threads, WeightFormat weight_format)
+  CpuBackend(const LstmConfig& config, const LstmOptions& options)
       : config_(config),
-        weight_format_(weight_format),
-        pool_(num_threads),
+        weight_format_(options.weight_format),
+        input_bits_(options.int8_input_bits),
+        pool_(options.num_threads),
         split_(config, pool_.size()),
         claims_(static_cast<size_t>(pool_.size()) * 2) {}
 
@@ -162,15 +163,15 @@ class CpuBackend final : public Backend<T> {
         for (int64_t dir = 0; dir < D; ++dir) {
           const auto [lo, hi] = share.direction_columns(dir, H);
           ih.pack(thread_weights.w_ih[dir], lo, std::max<int64_t>(hi - lo, 0), kTypicalRows, weight_format_,
-                  activation_bits(layer, ParameterKind::weight_ih));
+                  activation_bits(layer, ParameterKind::weight_ih, input_bits_));
           const auto [b0, b1] = share.blocks[dir];
           const int64_t row0 = 4 * split_.blocks[dir].start(b0), row1 = 4 * split_.blocks[dir].start(b1);
           hh[dir].pack(thread_weights.w_hh[dir], row0, std::max<int64_t>(row1 - row0, 0), kTypicalBatch, weight_format_,
-                       activation_bits(layer, ParameterKind::weight_hh));
+                       activation_bits(layer, ParameterKind::weight_hh, input_bits_));
           if (const auto* w_hr = weights.find(layer, dir, ParameterKind::weight_hr)) {
             const auto [q0, q1] = share.outputs[dir];
             GateRows<T>::pack_rows(*w_hr, thread_weights.w_hr[dir], q0, q1 - q0, kTypicalBatch, weight_format_,
-                                activation_bits(layer, ParameterKind::weight_hr));
+                                activation_bits(layer, ParameterKind::weight_hr, input_bits_));
           }
         }
       }
@@ -378,6 +379,7 @@ class CpuBackend final : public Backend<T> {
 
   LstmConfig config_;
   WeightFormat weight_format_;  // how the weight matrices are held (their values are the engine's)
+  int input_bits_;              // int8: the bits of the model's input (activation_bits)
   ThreadPool pool_;
   WorkSplit split_;
   std::vector<ClaimCounter> claims_;  // (thread, direction), for balanced layers

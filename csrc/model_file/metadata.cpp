@@ -94,6 +94,13 @@ void apply_metadata(const std::map<std::string, std::string>& metadata, ModelFil
               "or 'float64'");
     }
   }
+  auto input_bits = metadata.find("int8_input_bits");
+  if (input_bits != metadata.end()) {
+    if (input_bits->second != "8" && input_bits->second != "16") {
+      invalid("metadata int8_input_bits = " + quote(input_bits->second) + " is not '8' or '16'");
+    }
+    info.int8_input_bits = input_bits->second == "8" ? 8 : 16;
+  }
   auto dtype = metadata.find("dtype");
   if (!present.empty() && dtype != metadata.end()) {
     if (dtype->second == "float32") {

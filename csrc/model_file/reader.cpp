@@ -246,7 +246,8 @@ Lstm<T> Lstm<T>::load(const std::string& path, const std::string& prefix, const 
   const ModelFileReader file(path, prefix);
   LstmOptions resolved = options;
   if (resolved.weight_format == WeightFormat::native && std::is_same_v<T, float>) {
-    resolved.weight_format = file.info().weight_format;  // a model saved with 16-bit weights keeps them
+    resolved.weight_format = file.info().weight_format;  // a model saved with 16-bit or int8 weights keeps them
+    resolved.int8_input_bits = file.info().int8_input_bits;
   }
   return Lstm<T>(file.read_weights<T>(), resolved);
 }

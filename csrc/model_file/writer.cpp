@@ -110,7 +110,7 @@ int64_t append_entry(std::string& json, const std::string& name, const char* dty
 // The 8-byte length and the JSON header, padded with spaces to a multiple of 8 bytes (as
 // safetensors writes it) so that the data starts aligned.
 template <typename T>
-std::string file_header(const LstmWeights<T>& weights, WeightFormat format) {
+std::string file_header(const LstmWeights<T>& weights, WeightFormat format, int int8_input_bits) {
   const LstmConfig& c = weights.config();
   std::vector<std::pair<std::string, std::string>> metadata{
       {"input_size", std::to_string(c.input_size)},
@@ -123,6 +123,7 @@ std::string file_header(const LstmWeights<T>& weights, WeightFormat format) {
       {"dropout", exact_decimal(c.dropout)},
       {"dtype", dtype_name(dtype_of<T>())}};
   if (format != WeightFormat::native) metadata.emplace_back("weight_format", weight_format_name<T>(format));
+  if (format == WeightFormat::int8) metadata.emplace_back("int8_input_bits", std::to_string(int8_input_bits));
   std::string json = "{\"__metadata__\":{";
   for (size_t i = 0; i < metadata.size(); ++i) {
     if (i) json += ",";
@@ -193,9 +194,9 @@ void write_int8(const Parameter<T>& parameter, const std::function<void(const vo
 
 // Hands the whole file to `write` in pieces: the header, then each tensor's bytes.
 template <typename T>
-void write_model(const LstmWeights<T>& weights, WeightFormat format,
+void write_model(const LstmWeights<T>& weights, WeightFormat format, int int8_input_bits,
                  const std::function<void(const void*, size_t)>& write) {
-  const std::string header = file_header(weights, format);
+  const std::string header = file_header(weights, format, int8_input_bits);
   write(header.data(), header.size());
   for (const Parameter<T>& parameter : weights.parameters()) {
     const char* dtype = tensor_dtype<T>(parameter, format);
@@ -221,7 +222,7 @@ void write_model(const LstmWeights<T>& weights, WeightFormat format,
 }
 
 template <typename T>
-void save_weights(const std::string& path, const LstmWeights<T>& weights, WeightFormat format) {
+void save_weights(const std::string& path, const LstmWeights<T>& weights, WeightFormat format, int int8_input_bits) {
   checked_path(path);
   static std::atomic<unsigned> counter{0};
 #if defined(FASTLSTM_POSIX_FILES)
@@ -234,7 +235,7 @@ void save_weights(const std::string& path, const LstmWeights<T>& weights, Weight
     ::unlink(temporary.c_str());
     file_error(what, path, e);
   };
-  write_model<T>(weights, format, [&](const void* data, size_t size) {
+  write_model<T>(weights, format, int8_input_bits, [&](const void* data, size_t size) {
     const char* p = static_cast<const char*>(data);
     while (size > 0) {
       const ssize_t written = ::write(fd, p, size);
@@ -260,7 +261,7 @@ void save_weights(const std::string& path, const LstmWeights<T>& weights, Weight
   {
     std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
     if (!out) file_error("cannot write", path, errno);
-    write_model<T>(weights, format, [&](const void* data, size_t size) {
+    write_model<T>(weights, format, int8_input_bits, [&](const void* data, size_t size) {
       out.write(static_cast<const char*>(data), static_cast<std::streamsize>(size));
     });
     out.close();
@@ -286,20 +287,20 @@ const char* dtype_name(DType dtype) { return dtype == DType::float64 ? "float64"
 template <typename T>
 std::string model_file_bytes(const LstmWeights<T>& weights) {
   std::string bytes;
-  write_model<T>(weights, WeightFormat::native,
+  write_model<T>(weights, WeightFormat::native, 16,
                  [&](const void* data, size_t size) { bytes.append(static_cast<const char*>(data), size); });
   return bytes;
 }
 
 template <typename T>
 void save_model_file(const std::string& path, const LstmWeights<T>& weights) {
-  save_weights(path, weights, WeightFormat::native);
+  save_weights(path, weights, WeightFormat::native, 16);
 }
 
 template <typename T>
 void Lstm<T>::save(const std::string& path) const {
   std::lock_guard<ForkSafeMutex> lock(*mutex_);  // no weight update while the file is written
-  save_weights(path, weights_, options_.weight_format);
+  save_weights(path, weights_, options_.weight_format, options_.int8_input_bits);
 }
 
 template std::string model_file_bytes<float>(const LstmWeights<float>&);

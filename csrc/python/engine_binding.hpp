@@ -182,6 +182,7 @@ py::class_<Lstm<T>> bind_engine(py::module_& m, const char* name, const Extra&..
       .def_property_readonly("allow_tf32", [](const Engine& e) { return e.options().allow_tf32; })
       .def_property_readonly("weight_format",
                              [](const Engine& e) { return weight_format_name<T>(e.weight_format()); })
+      .def_property_readonly("int8_input_bits", &Engine::int8_input_bits)
       .def_property_readonly("graph_replays", &Engine::graph_replays)
       .def(
           "parameter_shapes",

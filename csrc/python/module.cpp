@@ -30,13 +30,14 @@ template <typename T>
 void bind_cpu_engine(py::module_& m, const char* name) {
   using Engine = fastlstm::Lstm<T>;
   fastlstm::python::bind_engine<T, HostConversion>(m, name).def(
-      py::init([](const py::dict& config, int num_threads, const std::string& weight_format) {
+      py::init([](const py::dict& config, int num_threads, const std::string& weight_format, int int8_input_bits) {
         fastlstm::LstmOptions options;
         options.num_threads = num_threads;
         options.weight_format = fastlstm::python::weight_format_from(weight_format);
+        options.int8_input_bits = int8_input_bits;
         return Engine(fastlstm::python::config_from_dict(config), options);
       }),
-      py::arg("config"), py::arg("num_threads"), py::arg("weight_format") = "native");
+      py::arg("config"), py::arg("num_threads"), py::arg("weight_format") = "native", py::arg("int8_input_bits") = 16);
 }
 
 // The model file (model_file.hpp): saving and loading engines, and the inference of an LSTM from
@@ -58,7 +59,10 @@ void bind_model_file_methods(py::module_& m, const char* name) {
           [](const fastlstm::ModelFileReader& file, int num_threads) {
             fastlstm::LstmOptions options;
             options.num_threads = num_threads;
-            if (std::is_same_v<T, float>) options.weight_format = file.info().weight_format;  // as saved
+            if (std::is_same_v<T, float>) {  // as saved
+              options.weight_format = file.info().weight_format;
+              options.int8_input_bits = file.info().int8_input_bits;
+            }
             py::gil_scoped_release release;
             return Engine(file.read_weights<T>(), options);
           },

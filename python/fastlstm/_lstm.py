@@ -365,17 +365,18 @@ class LSTM(ParameterAccess, Forward, EnginePlacement):
         if self.device != "cpu":
             config.update(device=self.device, allow_tf32=self._allow_tf32)
         if self.weight_format != self._dtype.name:
-            config.update(weight_format=self.weight_format)
+            config.update(weight_format=self.weight_format, int8_input_bits=self.int8_input_bits)
         return (_unpickle, (config, self.state_dict(), self._engine.copy_scales()))
 
 
 def _unpickle(config: dict, state_dict: Mapping[str, np.ndarray], scales: Optional[dict] = None) -> LSTM:
     device = config.pop("device", None)
     weight_format = config.pop("weight_format", None)
+    input_bits = config.pop("int8_input_bits", 16)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = LSTM(**config)
     model.load_state_dict(state_dict)
     if weight_format is not None:
-        model = model._quantized(weight_format, scales or {})
+        model = model._quantized(weight_format, scales or {}, input_bits)
     return model.to(device) if device is not None else model

@@ -188,3 +188,26 @@ TEST_CASE("weight format: int8 refuses weights that are not finite and leaves th
   CHECK_THROWS_WITH_AS(Lstm<float>(config, on_gpu), doctest::Contains("weight_format: int8 runs on the CPU"),
                        InvalidArgument);
 }
+
+TEST_CASE("weight format: int8_input_bits is 8 or 16 and a file keeps it") {
+  const fastlstm_test::TempDir dir;
+  const LstmConfig config = make_config(6, 16, 1);
+  LstmOptions options = with_format(WeightFormat::int8);
+  options.int8_input_bits = 12;
+  CHECK_THROWS_WITH_AS(Lstm<float>(config, options), doctest::Contains("int8_input_bits must be 8 or 16, got 12"),
+                       InvalidArgument);
+  options.int8_input_bits = 8;
+  const Lstm<float> coarse(torch_like_weights(config, 101), options);
+  const Lstm<float> fine(torch_like_weights(config, 101), with_format(WeightFormat::int8));
+  CHECK(coarse.int8_input_bits() == 8);
+  CHECK(fine.int8_input_bits() == 16);
+  const std::string path = (dir.path / "coarse.safetensors").string();
+  coarse.save(path);
+  CHECK(fastlstm::inspect_model_file(path).int8_input_bits == 8);
+  const Lstm<float> loaded = Lstm<float>::load(path);
+  CHECK(loaded.int8_input_bits() == 8);
+  const auto x = random_values<float>(5 * 2 * 6, 102);
+  const TensorView<const float> input(x.data(), {5, 2, 6});
+  CHECK(max_difference(loaded.forward(input).output, coarse.forward(input).output) == 0);
+  CHECK(max_difference(fine.forward(input).output, coarse.forward(input).output) > 0);
+}

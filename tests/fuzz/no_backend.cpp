@@ -7,11 +7,11 @@
 namespace fastlstm {
 
 template <typename T>
-std::unique_ptr<Backend<T>> make_cpu_backend(const LstmConfig&, int, WeightFormat) {
+std::unique_ptr<Backend<T>> make_cpu_backend(const LstmConfig&, const LstmOptions&) {
   throw Error("the fuzz build of fastlstm has no backend");
 }
 
-template std::unique_ptr<Backend<float>> make_cpu_backend<float>(const LstmConfig&, int, WeightFormat);
-template std::unique_ptr<Backend<double>> make_cpu_backend<double>(const LstmConfig&, int, WeightFormat);
+template std::unique_ptr<Backend<float>> make_cpu_backend<float>(const LstmConfig&, const LstmOptions&);
+template std::unique_ptr<Backend<double>> make_cpu_backend<double>(const LstmConfig&, const LstmOptions&);
 
 }  // namespace fastlstm

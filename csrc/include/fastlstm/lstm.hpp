@@ -54,7 +54,10 @@ constexpr int kMaxThreads = 1024;
 // s_r (Parameter::scales; a weight's value is q * s_r), and multiplies them by activations
 // (x_t, h_{t-1}, the projection's input) quantized when they are used: each activation row a to
 // rint(a * 127 / max|a|), in [-127, 127], with the scale max|a| / 127; the products accumulate
-// in int32, the gates, cells and states stay float. They take float models on the CPU.
+// in int32, the gates, cells and states stay float. The model's input (what layer 0's weight_ih
+// multiplies) is quantized to LstmOptions::int8_input_bits: 16 by default (levels 32767), where
+// 8 bits leave features with outliers coarse; 8 runs that product at twice the rate. They take
+// float models on the CPU.
 enum class WeightFormat { native, float16, bfloat16, int8 };
 
 // "float32"/"float64" for native (by T), "float16", "bfloat16", "int8".
@@ -66,6 +69,7 @@ struct LstmOptions {
   Device device{};  // Device::cuda(n): a build with FASTLSTM_CUDA=ON and a GPU (fastlstm/cuda.hpp)
   int num_threads = 0;  // the CPU's threads: 0 uses every core; at most kMaxThreads
   WeightFormat weight_format = WeightFormat::native;
+  int int8_input_bits = 16;  // int8: the bits of the model's input, 16 or 8 (see WeightFormat)
   bool allow_tf32 = false;  // CUDA: TF32 tensor-core GEMMs, faster from Ampere on, ~1e-3 accurate
   bool cuda_graphs = true;  // CUDA: the time loop replays as a CUDA graph from a shape's second run
 };
@@ -94,6 +98,7 @@ class Lstm {
   const LstmOptions& options() const { return options_; }
   Device device() const { return options_.device; }
   WeightFormat weight_format() const { return options_.weight_format; }
+  int int8_input_bits() const { return options_.int8_input_bits; }
   int num_threads() const { return options_.num_threads; }
   // Forward passes whose time loop replayed a captured CUDA graph; 0 on the CPU.
   int64_t graph_replays() const;

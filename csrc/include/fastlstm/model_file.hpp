@@ -53,6 +53,7 @@ struct ModelFileInfo {
   // The metadata's weight_format; without, float16 (bfloat16) if every weight matrix is F16 (BF16).
   // Lstm<float>::load gives the model this format unless its options name one.
   WeightFormat weight_format = WeightFormat::native;
+  int int8_input_bits = 16;  // the metadata's int8_input_bits (int8 models), as the model was saved
 };
 
 // Reads the header of the file at `path` (and nothing more), checks it and infers the LSTM under
