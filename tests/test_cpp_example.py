@@ -180,9 +180,11 @@ def test_the_cpp_benchmarks_build_against_the_wheel_and_run(cmake, tmp_path):
     _check(_run([*exe, "-S", ROOT / "benchmarks" / "cpp", "-B", build, *generator,
                  f"-Dfastlstm_DIR={_wheel_cmake_dir()}"]), "configuring benchmarks/cpp")
     _check(_run([*exe, "--build", build, "--parallel", "2"]), "building benchmarks/cpp")
-    result = _run([build / "stream_step", "1"])
-    _check(result, "stream_step")
-    assert re.match(r"S7 from C\+\+ \(N=1, I=H=256\), 1 thread\(s\): median \d+\.\d+ us/step", result.stdout)
+    for weight_format in ("float32", "int8"):
+        result = _run([build / "stream_step", "1", weight_format])
+        _check(result, "stream_step")
+        assert re.match(rf"S7 from C\+\+ \(N=1, I=H=256\), {weight_format} weights, 1 thread\(s\): median \d+\.\d+ us/step",
+                        result.stdout)
     if platform.machine().lower() in ("x86_64", "amd64"):
         result = _run([build / "cache_read", "64", "2"])
         _check(result, "cache_read")
