@@ -76,7 +76,7 @@ struct Madd256 {
   using Act = int16_t;
   static constexpr int kGroup = 2;
   static constexpr Index kLanes = 8;
-  static constexpr int kCols = 4;  // 12 accumulators, 3 weight registers and a broadcast: AVX2's 16
+  static constexpr int kCols = 3;  // 9 accumulators, 3 weight registers, a broadcast and a product: of AVX2's 16
   static constexpr int kOffset = 0;
   static bool available() { return true; }
 

@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-ort", action="store_true", help="leave ONNX Runtime out")
     parser.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     parser.add_argument("--weights", type=parse_formats, default=None, metavar="FORMATS",
-                        help="comma-separated reduced-precision formats (int8, float16, bfloat16): time "
+                        help="comma-separated reduced-precision formats (int8, int8-in8: 8-bit inputs, float16, bfloat16): time "
                              "fastlstm's models of each against float32 and the peers' quantized LSTMs "
                              "(torch qint8 / float16, ONNX Runtime int8), with each one's error")
 

@@ -24,8 +24,16 @@ from .peers import export_onnx, import_ort, import_torch, ort_session
 from .report import machine_info
 from .timing import interleaved
 
-FORMATS = ("int8", "float16", "bfloat16")
-TORCH_DTYPE = {"int8": "qint8", "float16": "float16"}  # torch's dynamic quantization of each format
+# int8-in8: int8 with the model's input quantized to 8 bits (quantize("int8", input_bits=8)).
+FORMATS = ("int8", "int8-in8", "float16", "bfloat16")
+TORCH_DTYPE = {"int8": "qint8", "int8-in8": "qint8", "float16": "float16"}  # torch's dynamic quantization
+
+
+def quantized(model: fastlstm.LSTM, weight_format: str) -> fastlstm.LSTM:
+    """`model` in one of FORMATS."""
+    if weight_format == "int8-in8":
+        return model.quantize("int8", input_bits=8)
+    return model.quantize(weight_format)
 
 
 def parse_formats(text: str) -> List[str]:
@@ -119,18 +127,19 @@ def run_case(case: Case, formats: List[str], threads: int, repeats: int, min_tim
     for weight_format in formats:
         tools: Dict[str, Callable[[], Any]] = {
             "fastlstm float32": _fastlstm_tool(float32, x, stream),
-            f"fastlstm {weight_format}": _fastlstm_tool(float32.quantize(weight_format), x, stream),
+            f"fastlstm {weight_format}": _fastlstm_tool(quantized(float32, weight_format), x, stream),
         }
         skipped: Dict[str, str] = {}
         if case.proj_size:
             skipped["peers"] = "torch's quantized LSTM and ONNX's LSTM have no proj_size"
         else:
+            peer_format = "int8" if weight_format == "int8-in8" else weight_format
             torch_tool = _torch_tool(torch, module, weight_format, x, stream)
             if torch_tool is None:
-                skipped[f"torch {weight_format}"] = "torch quantizes LSTMs dynamically to qint8 or float16 only"
+                skipped[f"torch {peer_format}"] = "torch quantizes LSTMs dynamically to qint8 or float16 only"
             else:
-                tools[f"torch {weight_format}"] = torch_tool
-            if weight_format == "int8" and ort is not None:
+                tools[f"torch {peer_format}"] = torch_tool
+            if peer_format == "int8" and ort is not None:
                 tools["ort int8"] = _ort_tool(torch, ort, module, case, x, threads)
         errors = {name: float(np.abs(np.asarray(tool()).reshape(reference.shape) - reference).max())
                   for name, tool in tools.items()}
