@@ -38,9 +38,9 @@ chunk = np.random.randn(4, 10).astype(np.float32)
 
 def test_the_readme_has_the_examples_this_test_runs():
     blocks = _python_blocks()
-    assert len(blocks) == 3, "README's CPU examples changed: update _PRELUDE and this test"
+    assert len(blocks) == 4, "README's CPU examples changed: update _PRELUDE and this test"
     assert "from_torch(torch_lstm)" in blocks[0] and 'LSTM.load("model.safetensors")' in blocks[1]
-    assert 'quantize("bfloat16")' in blocks[2]
+    assert 'quantize("bfloat16")' in blocks[2] and 'quantize("int8")' in blocks[3]
 
 
 def test_the_readme_examples_run(tmp_path, monkeypatch):
@@ -58,6 +58,8 @@ def test_the_readme_examples_run(tmp_path, monkeypatch):
         assert np.array_equal(getattr(loaded, name), value), name
     assert scope["small"].weight_format == "bfloat16" and loaded.weight_format == "float32"
     assert fastlstm.LSTM.load("model-bf16.safetensors").weight_format == "bfloat16"
+    assert scope["int8"].weight_format == scope["from_torch_int8"].weight_format == "int8"
+    assert fastlstm.LSTM.load("model-int8.safetensors").weight_format == "int8"
 
 
 @pytest.mark.parametrize("obj", [fastlstm, fastlstm.LSTM, fastlstm.LSTMStream], ids=lambda o: o.__name__)
