@@ -22,6 +22,12 @@ AnyResult = Tuple[Any, Tuple[Any, Any]]  # output, (h_n, c_n) in a GPU array's o
 _CPU_ENGINES = (core.LstmFloat32, core.LstmFloat64)  # a model's engine is one of these or a CUDA one
 
 
+def _in_place(array: np.ndarray) -> bool:
+    """Whether the engine reads `array` as it is: C-contiguous and aligned."""
+    flags = array.flags
+    return flags.c_contiguous and flags.aligned
+
+
 class Forward:
     """LSTM's forward pass and streams (a part of the class, in a file of its own)."""
 
@@ -67,6 +73,10 @@ class Forward:
         last step, in the caller's order. hx: (h_0, c_0), each (D * num_layers, N, H_out) and
         (D * num_layers, N, hidden_size), without N for unbatched input; zeros when omitted.
         """
+        if type(input) is np.ndarray and input.ndim == 3 and (hx is None or type(hx) is tuple):
+            plain = self._forward_plain(input, hx)
+            if plain is not None:
+                return plain
         x = input if type(input) is np.ndarray else None  # the common case, without further lookups
         if x is None:
             if is_packed_sequence(input):
@@ -95,6 +105,30 @@ class Forward:
         if type(x) is np.ndarray:  # NumPy in, NumPy out
             return output, (h_n, c_n)
         return _operands.as_result(output, x), (_operands.as_result(h_n, x), _operands.as_result(c_n, x))
+
+    def _forward_plain(self, x: np.ndarray, hx: Optional[tuple]) -> Optional[Tuple[np.ndarray, State]]:
+        """forward's most common call at the least cost (a step of a stream of calls takes a few
+        microseconds): batched C-contiguous NumPy arrays of the model's dtype and shapes, which
+        the engine reads in place. None for anything else: the general path checks it and says
+        what is wrong."""
+        dtype = self._dtype
+        batch, steps = (x.shape[0], x.shape[1]) if self.batch_first else (x.shape[1], x.shape[0])
+        if x.dtype != dtype or x.shape[2] != self.input_size or steps == 0 or not _in_place(x):
+            return None
+        if hx is None:
+            output, h_n, c_n = self._engine.forward(x, None, None)
+            return output, (h_n, c_n)
+        if len(hx) != 2:
+            return None
+        h_0, c_0 = hx
+        if type(h_0) is not np.ndarray or type(c_0) is not np.ndarray or h_0.dtype != dtype or c_0.dtype != dtype:
+            return None
+        layers = self.num_layers * (2 if self.bidirectional else 1)
+        if (h_0.shape != (layers, batch, self.proj_size or self.hidden_size) or c_0.shape != (layers, batch, self.hidden_size)
+                or not (_in_place(h_0) and _in_place(c_0))):
+            return None
+        output, h_n, c_n = self._engine.forward(x, h_0, c_0)
+        return output, (h_n, c_n)
 
     def stream(self, batch_size: int = 1) -> "LSTMStream":
         """A stream through this model: ``step(x_t)`` or ``stream(chunk)`` carry (h, c) across
