@@ -126,6 +126,22 @@ struct Madd256 {
 #endif
 
 #if defined(__AVX512F__) && defined(__AVX512BW__)
+// Sets of accumulators a VNNI kernel of `accumulators` registers keeps: with few, the dot
+// products' latency (4-5 cycles at 2 a cycle) would bound the loop, so consecutive groups go to
+// separate sets, summed at the end.
+constexpr int splits(int accumulators) { return accumulators >= 12 ? 1 : accumulators >= 6 ? 2 : 4; }
+
+// acc[0] += acc[1] + ... + acc[Splits - 1].
+template <int Splits, int Vectors, int Cols>
+inline void sum_splits(__m512i (&acc)[Splits][Cols][Vectors]) {
+  #pragma GCC unroll 4
+  for (int s = 1; s < Splits; ++s)
+    #pragma GCC unroll 8
+    for (int j = 0; j < Cols; ++j)
+      #pragma GCC unroll 8
+      for (int v = 0; v < Vectors; ++v) acc[0][j][v] = _mm512_add_epi32(acc[0][j][v], acc[s][j][v]);
+}
+
 // C = base + float(acc) * row_scale * column_scale, the first `rows` rows of the panel.
 template <int Vectors, int Cols>
 inline void store_scaled512(const __m512i (&acc)[Cols][Vectors], const float* row_scale, const float* column_scale,
@@ -161,26 +177,43 @@ struct Vnni512 {
                                                            const int32_t* start, const float* row_scale,
                                                            const float* column_scale, float* c, Index ldc,
                                                            const float* base, Index base_ld, Index rows) {
-    constexpr Index kStep = Vectors * kLanes * kGroup;  // weight bytes per group
-    __m512i acc[Cols][Vectors];
+    constexpr int kSplits = splits(Vectors * Cols);
+    __m512i acc[kSplits][Cols][Vectors];
     #pragma GCC unroll 8
     for (int v = 0; v < Vectors; ++v) {
       const __m512i first = _mm512_loadu_si512(start + v * kLanes);
       #pragma GCC unroll 8
-      for (int j = 0; j < Cols; ++j) acc[j][v] = first;
-    }
-    for (Index g = 0; g < groups; ++g) {
-      __m512i w[Vectors];
-      #pragma GCC unroll 8
-      for (int v = 0; v < Vectors; ++v) w[v] = _mm512_loadu_si512(a + g * kStep + v * 64);
-      #pragma GCC unroll 8
       for (int j = 0; j < Cols; ++j) {
-        const __m512i x = _mm512_set1_epi32(load32(b + (g * Cols + j) * kGroup));
-        #pragma GCC unroll 8
-        for (int v = 0; v < Vectors; ++v) acc[j][v] = _mm512_dpbusd_epi32(acc[j][v], x, w[v]);
+        acc[0][j][v] = first;
+        #pragma GCC unroll 4
+        for (int s = 1; s < kSplits; ++s) acc[s][j][v] = _mm512_setzero_si512();
       }
     }
-    store_scaled512<Vectors, Cols>(acc, row_scale, column_scale, c, ldc, base, base_ld, rows);
+    Index g = 0;
+    for (; g + kSplits <= groups; g += kSplits) {
+      #pragma GCC unroll 4
+      for (int s = 0; s < kSplits; ++s) add_group<Vectors, Cols>(acc[s], a, b, g + s);
+    }
+    for (; g < groups; ++g) add_group<Vectors, Cols>(acc[0], a, b, g);
+    sum_splits<kSplits, Vectors, Cols>(acc);
+    store_scaled512<Vectors, Cols>(acc[0], row_scale, column_scale, c, ldc, base, base_ld, rows);
+  }
+
+  // acc += the products of group g: 4 depth values of every row of the panel, each column.
+  template <int Vectors, int Cols>
+  __attribute__((target("avx512vnni"), always_inline)) static inline void add_group(__m512i (&acc)[Cols][Vectors],
+                                                                                     const int8_t* a, const Act* b,
+                                                                                     Index g) {
+    constexpr Index kStep = Vectors * kLanes * kGroup;  // weight bytes per group
+    __m512i w[Vectors];
+    #pragma GCC unroll 8
+    for (int v = 0; v < Vectors; ++v) w[v] = _mm512_loadu_si512(a + g * kStep + v * 64);
+    #pragma GCC unroll 8
+    for (int j = 0; j < Cols; ++j) {
+      const __m512i x = _mm512_set1_epi32(load32(b + (g * Cols + j) * kGroup));
+      #pragma GCC unroll 8
+      for (int v = 0; v < Vectors; ++v) acc[j][v] = _mm512_dpbusd_epi32(acc[j][v], x, w[v]);
+    }
   }
 };
 #endif
@@ -199,26 +232,41 @@ struct VnniWide512 {
                                                            const int32_t*, const float* row_scale,
                                                            const float* column_scale, float* c, Index ldc,
                                                            const float* base, Index base_ld, Index rows) {
-    constexpr Index kStep = Vectors * kLanes * kGroup;  // weight bytes per group
-    __m512i acc[Cols][Vectors];
-    #pragma GCC unroll 8
-    for (int j = 0; j < Cols; ++j)
+    constexpr int kSplits = splits(Vectors * Cols);
+    __m512i acc[kSplits][Cols][Vectors];
+    #pragma GCC unroll 4
+    for (int s = 0; s < kSplits; ++s)
       #pragma GCC unroll 8
-      for (int v = 0; v < Vectors; ++v) acc[j][v] = _mm512_setzero_si512();
-    for (Index g = 0; g < groups; ++g) {
-      __m512i w[Vectors];
-      #pragma GCC unroll 8
-      for (int v = 0; v < Vectors; ++v) {
-        w[v] = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + g * kStep + v * 32)));
-      }
-      #pragma GCC unroll 8
-      for (int j = 0; j < Cols; ++j) {
-        const __m512i x = _mm512_set1_epi32(load32(b + (g * Cols + j) * kGroup));
+      for (int j = 0; j < Cols; ++j)
         #pragma GCC unroll 8
-        for (int v = 0; v < Vectors; ++v) acc[j][v] = _mm512_dpwssd_epi32(acc[j][v], x, w[v]);
-      }
+        for (int v = 0; v < Vectors; ++v) acc[s][j][v] = _mm512_setzero_si512();
+    Index g = 0;
+    for (; g + kSplits <= groups; g += kSplits) {
+      #pragma GCC unroll 4
+      for (int s = 0; s < kSplits; ++s) add_group<Vectors, Cols>(acc[s], a, b, g + s);
     }
-    store_scaled512<Vectors, Cols>(acc, row_scale, column_scale, c, ldc, base, base_ld, rows);
+    for (; g < groups; ++g) add_group<Vectors, Cols>(acc[0], a, b, g);
+    sum_splits<kSplits, Vectors, Cols>(acc);
+    store_scaled512<Vectors, Cols>(acc[0], row_scale, column_scale, c, ldc, base, base_ld, rows);
+  }
+
+  // acc += the products of group g: 2 depth values of every row of the panel, each column.
+  template <int Vectors, int Cols>
+  __attribute__((target("avx512vnni"), always_inline)) static inline void add_group(__m512i (&acc)[Cols][Vectors],
+                                                                                     const int8_t* a, const Act* b,
+                                                                                     Index g) {
+    constexpr Index kStep = Vectors * kLanes * kGroup;  // weight bytes per group
+    __m512i w[Vectors];
+    #pragma GCC unroll 8
+    for (int v = 0; v < Vectors; ++v) {
+      w[v] = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + g * kStep + v * 32)));
+    }
+    #pragma GCC unroll 8
+    for (int j = 0; j < Cols; ++j) {
+      const __m512i x = _mm512_set1_epi32(load32(b + (g * Cols + j) * kGroup));
+      #pragma GCC unroll 8
+      for (int v = 0; v < Vectors; ++v) acc[j][v] = _mm512_dpwssd_epi32(acc[j][v], x, w[v]);
+    }
   }
 };
 #endif
