@@ -37,19 +37,7 @@ class FormattedWeights {
     switch (format) {
       case WeightFormat::float16: weights_.template emplace<1>(); break;
       case WeightFormat::bfloat16: weights_.template emplace<2>(); break;
-      case WeightFormat::int8:
-        if (activation_bits == 16) {
-          if (Int8Wide::available()) {
-            weights_.template emplace<5>();
-          } else {
-            weights_.template emplace<6>();
-          }
-        } else if (Int8::available()) {
-          weights_.template emplace<3>();
-        } else {
-          weights_.template emplace<4>();
-        }
-        break;
+      case WeightFormat::int8: emplace_int8(activation_bits); break;
       case WeightFormat::native: weights_.template emplace<0>(); break;
     }
     std::visit(
@@ -65,17 +53,12 @@ class FormattedWeights {
 
   // int8 weights given as their integers (m x k, row stride ldc) and row scales.
   void pack_codes(const int8_t* codes, const float* row_scales, Index m, Index k, Index ldc, int activation_bits = 8) {
-    if (activation_bits == 16) {
-      if (Int8Wide::available()) {
-        weights_.template emplace<5>().pack(codes, row_scales, m, k, ldc);
-      } else {
-        weights_.template emplace<6>().pack(codes, row_scales, m, k, ldc);
-      }
-    } else if (Int8::available()) {
-      weights_.template emplace<3>().pack(codes, row_scales, m, k, ldc);
-    } else {
-      weights_.template emplace<4>().pack(codes, row_scales, m, k, ldc);
-    }
+    emplace_int8(activation_bits);
+    std::visit(
+        [&](auto& weights) {
+          if constexpr (IsQuantized<std::decay_t<decltype(weights)>>::value) weights.pack(codes, row_scales, m, k, ldc);
+        },
+        weights_);
   }
 
   Index rows() const { return visit([](const auto& w) { return Index(w.rows()); }); }
@@ -109,6 +92,22 @@ class FormattedWeights {
   }
 
  private:
+  // An empty int8 alternative for activations of `activation_bits` (8 or 16): the CPU's fastest
+  // scheme, or the fallback where the CPU lacks it.
+  void emplace_int8(int activation_bits) {
+    if (activation_bits == 16) {
+      if (Int8Wide::available()) {
+        weights_.template emplace<5>();
+      } else {
+        weights_.template emplace<6>();
+      }
+    } else if (Int8::available()) {
+      weights_.template emplace<3>();
+    } else {
+      weights_.template emplace<4>();
+    }
+  }
+
   template <typename F>
   decltype(auto) visit(F&& f) const {
     return std::visit(std::forward<F>(f), weights_);
