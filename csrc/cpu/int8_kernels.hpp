@@ -161,6 +161,53 @@ inline void store_scaled512(const __m512i (&acc)[Cols][Vectors], const float* ro
     }
   }
 }
+
+// acc += the products of group g (Scheme::kGroup depth values of every row of the panel) with
+// each column's activations: Scheme::weights loads a register of them, Scheme::dot multiplies.
+template <class Scheme, int Vectors, int Cols>
+__attribute__((target("avx512vnni"), always_inline)) inline void vnni_add_group(
+    __m512i (&acc)[Cols][Vectors], const int8_t* a, const typename Scheme::Act* b, Index g) {
+  constexpr Index kVectorBytes = 16 * Scheme::kGroup, kStep = Vectors * kVectorBytes;  // weight bytes
+  __m512i w[Vectors];
+  #pragma GCC unroll 8
+  for (int v = 0; v < Vectors; ++v) w[v] = Scheme::weights(a + g * kStep + v * kVectorBytes);
+  #pragma GCC unroll 8
+  for (int j = 0; j < Cols; ++j) {
+    const __m512i x = _mm512_set1_epi32(load32(b + (g * Cols + j) * Scheme::kGroup));
+    #pragma GCC unroll 8
+    for (int v = 0; v < Vectors; ++v) acc[j][v] = Scheme::dot(acc[j][v], x, w[v]);
+  }
+}
+
+// A VNNI kernel's loop, for Scheme = Vnni512 or VnniWide512: accumulators from `start` (nullptr:
+// 0), vnni_add_group for each group of depth values, then C as store_scaled512 writes it.
+template <class Scheme, int Vectors, int Cols>
+__attribute__((target("avx512vnni"))) inline void vnni_kernel(const int8_t* a, const typename Scheme::Act* b,
+                                                              Index groups, const int32_t* start,
+                                                              const float* row_scale, const float* column_scale,
+                                                              float* c, Index ldc, const float* base, Index base_ld,
+                                                              Index rows) {
+  constexpr int kSplits = splits(Vectors * Cols);
+  __m512i acc[kSplits][Cols][Vectors];
+  #pragma GCC unroll 8
+  for (int v = 0; v < Vectors; ++v) {
+    const __m512i first = start ? _mm512_loadu_si512(start + v * 16) : _mm512_setzero_si512();
+    #pragma GCC unroll 8
+    for (int j = 0; j < Cols; ++j) {
+      acc[0][j][v] = first;
+      #pragma GCC unroll 4
+      for (int s = 1; s < kSplits; ++s) acc[s][j][v] = _mm512_setzero_si512();
+    }
+  }
+  Index g = 0;
+  for (; g + kSplits <= groups; g += kSplits) {
+    #pragma GCC unroll 4
+    for (int s = 0; s < kSplits; ++s) vnni_add_group<Scheme, Vectors, Cols>(acc[s], a, b, g + s);
+  }
+  for (; g < groups; ++g) vnni_add_group<Scheme, Vectors, Cols>(acc[0], a, b, g);
+  sum_splits<kSplits, Vectors, Cols>(acc);
+  store_scaled512<Vectors, Cols>(acc[0], row_scale, column_scale, c, ldc, base, base_ld, rows);
+}
 #endif
 
 #if defined(__AVX512F__) && defined(__AVX512BW__)
@@ -173,47 +220,17 @@ struct Vnni512 {
   static bool available() { return __builtin_cpu_supports("avx512vnni"); }
 
   template <int Vectors, int Cols>
-  __attribute__((target("avx512vnni"))) static void kernel(const int8_t* a, const Act* b, Index groups,
-                                                           const int32_t* start, const float* row_scale,
-                                                           const float* column_scale, float* c, Index ldc,
-                                                           const float* base, Index base_ld, Index rows) {
-    constexpr int kSplits = splits(Vectors * Cols);
-    __m512i acc[kSplits][Cols][Vectors];
-    #pragma GCC unroll 8
-    for (int v = 0; v < Vectors; ++v) {
-      const __m512i first = _mm512_loadu_si512(start + v * kLanes);
-      #pragma GCC unroll 8
-      for (int j = 0; j < Cols; ++j) {
-        acc[0][j][v] = first;
-        #pragma GCC unroll 4
-        for (int s = 1; s < kSplits; ++s) acc[s][j][v] = _mm512_setzero_si512();
-      }
-    }
-    Index g = 0;
-    for (; g + kSplits <= groups; g += kSplits) {
-      #pragma GCC unroll 4
-      for (int s = 0; s < kSplits; ++s) add_group<Vectors, Cols>(acc[s], a, b, g + s);
-    }
-    for (; g < groups; ++g) add_group<Vectors, Cols>(acc[0], a, b, g);
-    sum_splits<kSplits, Vectors, Cols>(acc);
-    store_scaled512<Vectors, Cols>(acc[0], row_scale, column_scale, c, ldc, base, base_ld, rows);
+  static void kernel(const int8_t* a, const Act* b, Index groups, const int32_t* start, const float* row_scale,
+                     const float* column_scale, float* c, Index ldc, const float* base, Index base_ld, Index rows) {
+    vnni_kernel<Vnni512, Vectors, Cols>(a, b, groups, start, row_scale, column_scale, c, ldc, base, base_ld, rows);
   }
 
-  // acc += the products of group g: 4 depth values of every row of the panel, each column.
-  template <int Vectors, int Cols>
-  __attribute__((target("avx512vnni"), always_inline)) static inline void add_group(__m512i (&acc)[Cols][Vectors],
-                                                                                     const int8_t* a, const Act* b,
-                                                                                     Index g) {
-    constexpr Index kStep = Vectors * kLanes * kGroup;  // weight bytes per group
-    __m512i w[Vectors];
-    #pragma GCC unroll 8
-    for (int v = 0; v < Vectors; ++v) w[v] = _mm512_loadu_si512(a + g * kStep + v * 64);
-    #pragma GCC unroll 8
-    for (int j = 0; j < Cols; ++j) {
-      const __m512i x = _mm512_set1_epi32(load32(b + (g * Cols + j) * kGroup));
-      #pragma GCC unroll 8
-      for (int v = 0; v < Vectors; ++v) acc[j][v] = _mm512_dpbusd_epi32(acc[j][v], x, w[v]);
-    }
+  // A register of weights: 16 rows x 4 depth values; acc += their products with x (u8 x s8).
+  __attribute__((target("avx512vnni"), always_inline)) static inline __m512i weights(const int8_t* p) {
+    return _mm512_loadu_si512(p);
+  }
+  __attribute__((target("avx512vnni"), always_inline)) static inline __m512i dot(__m512i acc, __m512i x, __m512i w) {
+    return _mm512_dpbusd_epi32(acc, x, w);
   }
 };
 #endif
@@ -228,45 +245,18 @@ struct VnniWide512 {
   static bool available() { return __builtin_cpu_supports("avx512vnni"); }
 
   template <int Vectors, int Cols>
-  __attribute__((target("avx512vnni"))) static void kernel(const int8_t* a, const Act* b, Index groups,
-                                                           const int32_t*, const float* row_scale,
-                                                           const float* column_scale, float* c, Index ldc,
-                                                           const float* base, Index base_ld, Index rows) {
-    constexpr int kSplits = splits(Vectors * Cols);
-    __m512i acc[kSplits][Cols][Vectors];
-    #pragma GCC unroll 4
-    for (int s = 0; s < kSplits; ++s)
-      #pragma GCC unroll 8
-      for (int j = 0; j < Cols; ++j)
-        #pragma GCC unroll 8
-        for (int v = 0; v < Vectors; ++v) acc[s][j][v] = _mm512_setzero_si512();
-    Index g = 0;
-    for (; g + kSplits <= groups; g += kSplits) {
-      #pragma GCC unroll 4
-      for (int s = 0; s < kSplits; ++s) add_group<Vectors, Cols>(acc[s], a, b, g + s);
-    }
-    for (; g < groups; ++g) add_group<Vectors, Cols>(acc[0], a, b, g);
-    sum_splits<kSplits, Vectors, Cols>(acc);
-    store_scaled512<Vectors, Cols>(acc[0], row_scale, column_scale, c, ldc, base, base_ld, rows);
+  static void kernel(const int8_t* a, const Act* b, Index groups, const int32_t* start, const float* row_scale,
+                     const float* column_scale, float* c, Index ldc, const float* base, Index base_ld, Index rows) {
+    vnni_kernel<VnniWide512, Vectors, Cols>(a, b, groups, start, row_scale, column_scale, c, ldc, base, base_ld, rows);
   }
 
-  // acc += the products of group g: 2 depth values of every row of the panel, each column.
-  template <int Vectors, int Cols>
-  __attribute__((target("avx512vnni"), always_inline)) static inline void add_group(__m512i (&acc)[Cols][Vectors],
-                                                                                     const int8_t* a, const Act* b,
-                                                                                     Index g) {
-    constexpr Index kStep = Vectors * kLanes * kGroup;  // weight bytes per group
-    __m512i w[Vectors];
-    #pragma GCC unroll 8
-    for (int v = 0; v < Vectors; ++v) {
-      w[v] = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + g * kStep + v * 32)));
-    }
-    #pragma GCC unroll 8
-    for (int j = 0; j < Cols; ++j) {
-      const __m512i x = _mm512_set1_epi32(load32(b + (g * Cols + j) * kGroup));
-      #pragma GCC unroll 8
-      for (int v = 0; v < Vectors; ++v) acc[j][v] = _mm512_dpwssd_epi32(acc[j][v], x, w[v]);
-    }
+  // A register of weights: 16 rows x 2 depth values, widened to int16; acc += their products
+  // with x (s16 x s16).
+  __attribute__((target("avx512vnni"), always_inline)) static inline __m512i weights(const int8_t* p) {
+    return _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  __attribute__((target("avx512vnni"), always_inline)) static inline __m512i dot(__m512i acc, __m512i x, __m512i w) {
+    return _mm512_dpwssd_epi32(acc, x, w);
   }
 };
 #endif
