@@ -134,22 +134,35 @@ Lstm<T>::Lstm(LstmWeights<T> weights, const LstmOptions& options)
       options_(resolve_for<T>(options)),
       backend_(make_backend<T>(weights_.config(), options_)),
       mutex_(std::make_unique<ForkSafeMutex>()) {
-  check_int8_weights(weights_);
+  check_given_weights(weights_);
   for (Parameter<T>& parameter : weights_.parameters()) round_to_format(parameter);
   prepare();
 }
 
+// Weights handed to the model whole: each parameter's values (numel of them), or, for a weight
+// matrix, int8 codes (numel) and a finite scale >= 0 per row; an int8 model also needs every
+// value it quantizes finite, and scales, where given, one per row.
 template <typename T>
-void Lstm<T>::check_int8_weights(const LstmWeights<T>& weights) const {
-  if (options_.weight_format != WeightFormat::int8) return;
+void Lstm<T>::check_given_weights(const LstmWeights<T>& weights) const {
   for (const Parameter<T>& parameter : weights.parameters()) {
-    if (!is_weight_matrix(parameter.spec.kind) || parameter.values.empty()) continue;
-    const int64_t cols = parameter.spec.shape[1];
-    check_quantizable(parameter.values.data(), parameter.spec.shape[0], cols, cols, 1, parameter.spec.name);
+    const std::string& name = parameter.spec.name;
+    const size_t numel = static_cast<size_t>(parameter.spec.numel()), rows = static_cast<size_t>(parameter.spec.shape[0]);
+    const bool coded = !parameter.codes.empty();
+    if (coded ? parameter.codes.size() != numel || !is_weight_matrix(parameter.spec.kind) : parameter.values.size() != numel) {
+      invalid(name + ": expected " + std::to_string(numel) + (coded ? " int8 codes of a weight matrix" : " values"));
+    }
+    if ((coded || options_.weight_format == WeightFormat::int8) && !parameter.scales.empty() &&
+        parameter.scales.size() != rows) {
+      invalid(name + ": expected one int8 scale per row (" + std::to_string(rows) + "), got " +
+              std::to_string(parameter.scales.size()));
+    }
+    if (coded && parameter.scales.size() != rows) invalid(name + ": int8 codes need one scale per row");
     for (float scale : parameter.scales) {
-      if (!std::isfinite(scale) || scale < 0) {
-        invalid(parameter.spec.name + ": int8 scales must be finite and >= 0, got " + std::to_string(scale));
-      }
+      if (!std::isfinite(scale) || scale < 0) invalid(name + ": int8 scales must be finite and >= 0, got " + std::to_string(scale));
+    }
+    if (options_.weight_format == WeightFormat::int8 && is_weight_matrix(parameter.spec.kind) && !coded) {
+      const int64_t cols = parameter.spec.shape[1];
+      check_quantizable(parameter.values.data(), parameter.spec.shape[0], cols, cols, 1, name);
     }
   }
 }
@@ -197,7 +210,6 @@ void Lstm<T>::round_to_format(Parameter<T>& parameter) const {
     std::vector<T>().swap(parameter.values);
   }
 }
-
 
 template <typename T>
 void Lstm<T>::prepare() const {
@@ -300,7 +312,7 @@ void Lstm<T>::set_parameters(const std::vector<std::pair<std::string, TensorView
 template <typename T>
 void Lstm<T>::set_weights(const LstmWeights<T>& weights) {
   if (!weights.config().same_parameters(config())) invalid("weights: configuration differs from the model's");
-  check_int8_weights(weights);
+  check_given_weights(weights);
   std::lock_guard<ForkSafeMutex> lock(*mutex_);
   auto& dst = weights_.parameters();
   for (size_t i = 0; i < dst.size(); ++i) {

@@ -183,6 +183,22 @@ TEST_CASE("weight format: int8 refuses weights that are not finite and leaves th
   for (const auto& parameter : after.parameters()) {
     CHECK(parameter.values == before.find(parameter.spec.name)->values);
   }
+  // Codes or scales of the wrong count, and values of the wrong count, are named errors.
+  LstmWeights<float> bad_codes = model.weights();
+  bad_codes.find("weight_hh_l0")->codes.pop_back();
+  CHECK_THROWS_WITH_AS(model.set_weights(bad_codes), doctest::Contains("weight_hh_l0: expected 256 int8 codes"),
+                       InvalidArgument);
+  LstmWeights<float> bad_scales = model.copy_weights();
+  bad_scales.find("weight_ih_l0")->scales.resize(3);
+  CHECK_THROWS_WITH_AS(model.set_weights(bad_scales), doctest::Contains("weight_ih_l0: expected one int8 scale per row (32), got 3"),
+                       InvalidArgument);
+  LstmWeights<float> bad_values = model.copy_weights();
+  bad_values.find("bias_ih_l0")->values.resize(5);
+  CHECK_THROWS_WITH_AS(model.set_weights(bad_values), doctest::Contains("bias_ih_l0: expected 32 values"), InvalidArgument);
+  const auto unchanged = model.copy_weights();
+  for (const auto& parameter : unchanged.parameters()) {
+    CHECK(parameter.values == before.find(parameter.spec.name)->values);
+  }
   LstmOptions on_gpu = with_format(WeightFormat::int8);
   on_gpu.device = fastlstm::Device::cuda(0);
   CHECK_THROWS_WITH_AS(Lstm<float>(config, on_gpu), doctest::Contains("weight_format: int8 runs on the CPU"),

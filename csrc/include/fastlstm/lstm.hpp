@@ -121,7 +121,10 @@ class Lstm {
   // written: on an error the model is unchanged.
   void set_parameters(const std::vector<std::pair<std::string, TensorView<const T>>>& values);
   // Replaces all weights; the configuration must be the model's. An int8 model keeps the scales
-  // of matrices that have them (one per row: their values are taken as q * scale).
+  // of matrices that have them (one per row: their values are taken as q * scale); matrices may
+  // come as int8 codes and scales (Parameter::codes), as an int8 model holds them. Throws
+  // InvalidArgument for values, codes or scales of the wrong count, and where int8 cannot hold a
+  // value (not finite); the model is unchanged then.
   void set_weights(const LstmWeights<T>& weights);
 
   // A model from the LSTM in a model file (see model_file.hpp: read_model_file), its tensors cast
@@ -184,7 +187,7 @@ class Lstm {
   void run_stream(ForwardRequest<T>& request, State& state) const;
   void prepare() const;                                  // with mutex_ held, or in a constructor
   void round_to_format(Parameter<T>& parameter) const;   // the weight format's values
-  void check_int8_weights(const LstmWeights<T>& weights) const;  // what int8 can hold
+  void check_given_weights(const LstmWeights<T>& weights) const;  // sizes, codes, scales, int8's values
   void run(const ForwardRequest<T>& request) const;      // a forward pass, under mutex_
   Tensor<T> allocate(std::vector<int64_t> shape, Device device) const;
 
