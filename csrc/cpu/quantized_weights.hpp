@@ -17,15 +17,74 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #include "huge_pages.hpp"
 #include "int8_kernels.hpp"
 #include "../weight_format.hpp"
 
 namespace fastlstm::cpu::int8 {
+
+// max|x[d]| over d < n, and whether every x[d] is finite. Vector registers of independent maxima
+// (a float reduction the compiler keeps in order, one element at a time, would cost ~1 ns each).
+inline float largest_magnitude(const float* x, Index n, bool& finite) {
+  Index d = 0;
+  float largest = 0.0f;
+  finite = true;
+#if defined(__AVX512F__)
+  __m512 most = _mm512_setzero_ps();
+  __mmask16 bad = 0;
+  for (; d + 16 <= n; d += 16) {
+    const __m512 magnitude = _mm512_abs_ps(_mm512_loadu_ps(x + d));
+    bad |= _mm512_cmp_ps_mask(magnitude, _mm512_set1_ps(std::numeric_limits<float>::infinity()), _CMP_NLT_UQ);
+    most = _mm512_max_ps(most, magnitude);
+  }
+  largest = _mm512_reduce_max_ps(most);
+  finite = bad == 0;
+#elif defined(__AVX2__)
+  __m256 most = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
+  const __m256 sign = _mm256_set1_ps(-0.0f), infinity = _mm256_set1_ps(std::numeric_limits<float>::infinity());
+  for (; d + 8 <= n; d += 8) {
+    const __m256 magnitude = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + d));
+    bad = _mm256_or_ps(bad, _mm256_cmp_ps(magnitude, infinity, _CMP_NLT_UQ));
+    most = _mm256_max_ps(most, magnitude);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, most);
+  for (float lane : lanes) largest = std::max(largest, lane);
+  finite = _mm256_movemask_ps(bad) == 0;
+#endif
+  for (; d < n; ++d) {
+    const float magnitude = std::fabs(x[d]);
+    finite = finite && magnitude < std::numeric_limits<float>::infinity();
+    largest = std::max(largest, magnitude);
+  }
+  return largest;
+}
+
+// q[d] = x[d] * inverse (a float product) rounded to nearest, ties to even, for d < n, where
+// every |x[d] * inverse| <= 32767.
+inline void round_products(const float* x, Index n, float inverse, int32_t* q) {
+  Index d = 0;
+#if defined(__AVX512F__)
+  for (; d + 16 <= n; d += 16) {
+    _mm512_storeu_si512(q + d, _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + d), _mm512_set1_ps(inverse))));
+  }
+#elif defined(__AVX2__)
+  for (; d + 8 <= n; d += 8) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + d),
+                        _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + d), _mm256_set1_ps(inverse))));
+  }
+#endif
+  for (; d < n; ++d) q[d] = static_cast<int32_t>(std::nearbyint(x[d] * inverse));
+}
 
 template <class Scheme, int Levels = 127>
 class QuantizedWeights {
@@ -164,12 +223,9 @@ class QuantizedWeights {
   // A column's scale and the factor that quantizes it: max|b| / Levels and Levels / max|b|. A column
   // with a value that is not finite gets the scale NaN (its products are NaN, as in float).
   std::pair<float, float> column_scale(const float* column) const {
-    float largest = 0.0f, poison = 0.0f;
-    for (Index d = 0; d < k_; ++d) {
-      largest = std::max(largest, std::fabs(column[d]));
-      poison += column[d] * 0.0f;  // NaN once any value is infinite or NaN
-    }
-    if (poison != 0.0f || std::isnan(poison)) return {std::nanf(""), 0.0f};
+    bool finite = true;
+    const float largest = largest_magnitude(column, k_, finite);
+    if (!finite) return {std::nanf(""), 0.0f};
     if (largest == 0.0f) return {0.0f, 0.0f};
     return {largest / float(Levels), float(Levels) / largest};
   }
@@ -181,7 +237,7 @@ class QuantizedWeights {
       std::fill_n(q, padded_count, 0);
       return;
     }
-    for (Index d = 0; d < count; ++d) q[d] = static_cast<int32_t>(std::nearbyint(x[d] * inverse));
+    round_products(x, count, inverse, q);
     for (Index d = count; d < padded_count; ++d) q[d] = 0;
   }
 
