@@ -251,9 +251,12 @@ class QuantizedWeights {
       const Index kcp = padded(std::min(kc_, k_ - k2));
       const int8_t* panels = panels_.data() + block_offset;
       const int32_t* start = Scheme::kOffset ? start_.data() + block * padded_rows_ : nullptr;
-      for (Index j = 0; j < n; j += kCols) {
-        const Index cols = std::min<Index>(kCols, n - j);
-        for (Index row0 = r0; row0 < r1; row0 += kPanelRows) {
+      // A row panel at a time through every column panel: its weights come from beyond L1 once
+      // and are reused from there (column panels outermost would stream every weight once per
+      // column panel, from L3 where they exceed L2).
+      for (Index row0 = r0; row0 < r1; row0 += kPanelRows) {
+        for (Index j = 0; j < n; j += kCols) {
+          const Index cols = std::min<Index>(kCols, n - j);
           kernel_for(panel_height(row0) / kLanes, cols)(
               panels + row0 * kcp, block_activations + j * kcp, kcp / kGroup, start ? start + row0 : nullptr,
               row_scale_.data() + row0, scales + j, c + j * ldc + row0, ldc,
