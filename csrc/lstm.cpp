@@ -220,6 +220,11 @@ void Lstm<T>::prepare() const {
 template <typename T>
 void Lstm<T>::run(const ForwardRequest<T>& request) const {
   std::lock_guard<ForkSafeMutex> lock(*mutex_);
+  run_locked(request);
+}
+
+template <typename T>
+void Lstm<T>::run_locked(const ForwardRequest<T>& request) const {
   if (!prepared_) prepare();
   backend_->forward(request);
 }

@@ -83,21 +83,28 @@ std::pair<Tensor<T>, Tensor<T>> Lstm<T>::read_state(const State& state) const {
 
 template <typename T>
 void Lstm<T>::run_stream(ForwardRequest<T>& request, State& state) const {
-  // The backend reads each layer's initial state before it writes that layer's final one, so
-  // the state is updated in place.
-  const StateView<T> current{state.h.view(), state.c.view()};
-  request.initial_state = &current;
-  request.h_n = state.h.data();
-  request.c_n = state.c.data();
-  request.final_state_device = device();
-  run(request);
+  std::lock_guard<ForkSafeMutex> lock(*mutex_);
+  run_step_locked(request, state.h.data(), state.c.data(), state.batch_size());
 }
 
 template <typename T>
-void Lstm<T>::step(TensorView<const T> input_t, State& state, TensorView<T> output_t) const {
+void Lstm<T>::run_step_locked(ForwardRequest<T>& request, T* h, T* c, int64_t batch) const {
+  // The backend reads each layer's initial state before it writes that layer's final one, so
+  // the state is updated in place.
   const LstmConfig& cfg = config();
-  check_stream_state(state);
-  const int64_t batch = state.batch_size();
+  const StateView<T> current{TensorView<const T>(h, {cfg.num_layers, batch, cfg.output_size()}, device()),
+                             TensorView<const T>(c, {cfg.num_layers, batch, cfg.hidden_size}, device())};
+  request.initial_state = &current;
+  request.h_n = h;
+  request.c_n = c;
+  request.final_state_device = device();
+  run_locked(request);
+}
+
+template <typename T>
+ForwardRequest<T> Lstm<T>::step_request(const TensorView<const T>& input_t, const TensorView<T>& output_t,
+                                        int64_t batch) const {
+  const LstmConfig& cfg = config();
   check_view(input_t, "input_t");
   check_device(input_t.device, device(), "input_t");
   check_view(TensorView<const T>(output_t), "output_t");
@@ -110,11 +117,12 @@ void Lstm<T>::step(TensorView<const T> input_t, State& state, TensorView<T> outp
     invalid("output_t: expected shape " + shape_string(std::vector<int64_t>{batch, cfg.output_size()}) +
             ", got " + shape_string(output_t));
   }
-  if (batch == 0) return;
-  if (output_t.strides[1] != 1 && cfg.output_size() > 1) invalid("output_t: features must be contiguous");
+  if (batch > 0 && output_t.strides[1] != 1 && cfg.output_size() > 1) {
+    invalid("output_t: features must be contiguous");
+  }
   // The step writes output rows while other threads still read the input.
   const auto in = span_of(input_t), out = span_of(TensorView<const T>(output_t));
-  if (input_t.device == output_t.device && in.first <= out.second && out.first <= in.second) {
+  if (batch > 0 && input_t.device == output_t.device && in.first <= out.second && out.first <= in.second) {
     invalid("input_t and output_t share memory");
   }
   ForwardRequest<T> request;
@@ -126,6 +134,14 @@ void Lstm<T>::step(TensorView<const T> input_t, State& state, TensorView<T> outp
   request.output = output_t.data;
   request.output_rows.row_stride = output_t.strides[0];
   request.output_device = output_t.device;
+  return request;
+}
+
+template <typename T>
+void Lstm<T>::step(TensorView<const T> input_t, State& state, TensorView<T> output_t) const {
+  check_stream_state(state);
+  ForwardRequest<T> request = step_request(input_t, output_t, state.batch_size());
+  if (state.batch_size() == 0) return;
   run_stream(request, state);
 }
 
@@ -162,6 +178,9 @@ Tensor<T> Lstm<T>::forward(TensorView<const T> chunk, State& state) const {
   template void Lstm<T>::reset_state(State&) const;                                                    \
   template std::pair<Tensor<T>, Tensor<T>> Lstm<T>::read_state(const State&) const;                    \
   template void Lstm<T>::run_stream(ForwardRequest<T>&, State&) const;                                 \
+  template void Lstm<T>::run_step_locked(ForwardRequest<T>&, T*, T*, int64_t) const;                   \
+  template ForwardRequest<T> Lstm<T>::step_request(const TensorView<const T>&, const TensorView<T>&,   \
+                                                   int64_t) const;                                     \
   template void Lstm<T>::step(TensorView<const T>, State&, TensorView<T>) const;                       \
   template Tensor<T> Lstm<T>::step(TensorView<const T>, State&) const;                                 \
   template Tensor<T> Lstm<T>::forward(TensorView<const T>, State&) const;

@@ -183,12 +183,23 @@ class Lstm {
   Tensor<T> forward(TensorView<const T> chunk, State& state) const;
 
  private:
+  template <typename U>
+  friend class StreamPool;  // steps its streams' states under the model's lock
+
   void check_stream_state(const State& state) const;
   void run_stream(ForwardRequest<T>& request, State& state) const;
+  // One step of `batch` streams (the request step_request makes), their state h (num_layers,
+  // batch, H_out) and c (num_layers, batch, hidden_size), contiguous, updated in place. The
+  // caller holds mutex_.
+  void run_step_locked(ForwardRequest<T>& request, T* h, T* c, int64_t batch) const;
+  // A step's request: input_t (batch, H_in) -> output_t (batch, H_out), checked.
+  ForwardRequest<T> step_request(const TensorView<const T>& input_t, const TensorView<T>& output_t,
+                                 int64_t batch) const;
   void prepare() const;                                  // with mutex_ held, or in a constructor
   void round_to_format(Parameter<T>& parameter) const;   // the weight format's values
   void check_given_weights(const LstmWeights<T>& weights) const;  // sizes, codes, scales, int8's values
   void run(const ForwardRequest<T>& request) const;      // a forward pass, under mutex_
+  void run_locked(const ForwardRequest<T>& request) const;  // the same, mutex_ already held
   Tensor<T> allocate(std::vector<int64_t> shape, Device device) const;
 
   LstmWeights<T> weights_;
