@@ -15,6 +15,7 @@
 
 #include "config_conversion.hpp"
 #include "engine_binding.hpp"
+#include "stream_pool_binding.hpp"
 #include "fastlstm/fastlstm.hpp"
 
 namespace py = pybind11;
@@ -135,6 +136,9 @@ PYBIND11_MODULE(FASTLSTM_MODULE_NAME, m) {
   bind_cpu_engine<float>(m, "LstmFloat32");
   bind_cpu_engine<double>(m, "LstmFloat64");
   bind_model_file(m);
+  fastlstm::python::bind_stream_pool<float>(m, "StreamPoolFloat32");
+  fastlstm::python::bind_stream_pool<double>(m, "StreamPoolFloat64");
+  fastlstm::python::register_stream_pool_errors();  // after bind_model_file's: tried first
   m.def("version", &fastlstm::version);
   m.def("simd_level", &fastlstm::simd_level);
   m.def("compiler", &fastlstm::compiler);

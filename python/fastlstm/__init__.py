@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from ._native import core as _core  # the core for the best instruction set this CPU has
 from . import _cuda_runtime, _native  # noqa: E402
-from ._errors import InputError  # noqa: E402
+from ._errors import InputError, PoolFullError, UnknownStreamError  # noqa: E402
 from ._lstm import LSTM, IncompatibleKeys  # noqa: E402
 from ._stream import LSTMStream  # noqa: E402
+from ._stream_pool import StreamPool  # noqa: E402
 from ._packing import (  # noqa: E402
     PackedSequence,
     pack_padded_sequence,
@@ -30,7 +31,10 @@ __all__ = [
     "LSTM",
     "IncompatibleKeys",
     "LSTMStream",
+    "StreamPool",
     "InputError",
+    "UnknownStreamError",
+    "PoolFullError",
     "PackedSequence",
     "pack_padded_sequence",
     "pack_sequence",

@@ -1,4 +1,4 @@
-"""The exception raised for malformed inputs."""
+"""The exceptions fastlstm raises for misuse, beyond Python's own."""
 
 
 class InputError(ValueError, RuntimeError):
@@ -7,3 +7,19 @@ class InputError(ValueError, RuntimeError):
     A ValueError, and also a RuntimeError, which is what torch raises for the same misuse, so code
     written against torch.nn.LSTM catches it unchanged.
     """
+
+
+class UnknownStreamError(KeyError):
+    """A stream id that is not an open stream of the pool it was given to (never opened, or
+    closed). ``args``: (the id, the message); ``id`` is the id."""
+
+    @property
+    def id(self) -> int:
+        return int(self.args[0])
+
+    def __str__(self) -> str:
+        return str(self.args[1]) if len(self.args) > 1 else super().__str__()
+
+
+class PoolFullError(RuntimeError):
+    """``open()`` on a stream pool whose every slot holds an open stream."""

@@ -13,6 +13,7 @@ from ._errors import InputError
 from ._packing import PackedSequence, as_packed_sequence, is_packed_sequence
 from ._native import core
 from ._stream import LSTMStream
+from ._stream_pool import StreamPool
 
 ArrayLike = Any  # numpy.ndarray, anything exposing __dlpack__ / __array_interface__, or a GPU array
 State = Tuple[np.ndarray, np.ndarray]
@@ -140,6 +141,12 @@ class Forward:
                 "needs the whole sequence"
             )
         return LSTMStream(self, self._engine, batch_size, self._read)
+
+    def stream_pool(self, capacity: int) -> StreamPool:
+        """A pool of up to `capacity` streams through this model, which open and close at any time
+        and step in any subset as one batch (see StreamPool). Needs a unidirectional model on the
+        CPU; raises ValueError otherwise."""
+        return StreamPool(self, self._engine, capacity)
 
     def _forward_packed(self, input: Any, hx: Optional[Tuple[ArrayLike, ArrayLike]]):
         packed = as_packed_sequence(input, data_reader=self._read)
