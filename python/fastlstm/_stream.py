@@ -19,6 +19,7 @@ class StreamedModel(Protocol):
     num_layers: int
     proj_size: int
     batch_first: bool
+    bidirectional: bool
 
     @property
     def dtype(self) -> np.dtype: ...
