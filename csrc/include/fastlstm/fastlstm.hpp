@@ -5,6 +5,7 @@
 #include "fastlstm/error.hpp"
 #include "fastlstm/lstm.hpp"
 #include "fastlstm/model_file.hpp"
+#include "fastlstm/step_batcher.hpp"
 #include "fastlstm/stream_pool.hpp"
 #include "fastlstm/tensor.hpp"
 #include "fastlstm/version.hpp"
