@@ -138,6 +138,8 @@ PYBIND11_MODULE(FASTLSTM_MODULE_NAME, m) {
   bind_model_file(m);
   fastlstm::python::bind_stream_pool<float>(m, "StreamPoolFloat32");
   fastlstm::python::bind_stream_pool<double>(m, "StreamPoolFloat64");
+  fastlstm::python::bind_step_batcher<float>(m, "StepBatcherFloat32");
+  fastlstm::python::bind_step_batcher<double>(m, "StepBatcherFloat64");
   fastlstm::python::register_stream_pool_errors();  // after bind_model_file's: tried first
   m.def("version", &fastlstm::version);
   m.def("simd_level", &fastlstm::simd_level);

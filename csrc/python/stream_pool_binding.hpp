@@ -4,18 +4,23 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
+#include <future>
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "engine_binding.hpp"
+#include "fastlstm/step_batcher.hpp"
 #include "fastlstm/stream_pool.hpp"
 
 namespace fastlstm::python {
 
-// UnknownStream and PoolFull as the package's own exceptions (fastlstm._errors): a KeyError and
-// a RuntimeError that also say what they are.
+// UnknownStream, PoolFull and BatcherClosed as the package's own exceptions (fastlstm._errors): a
+// KeyError and two RuntimeErrors that also say what they are.
 inline void register_stream_pool_errors() {
   py::register_exception_translator([](std::exception_ptr error) {
     try {
@@ -25,6 +30,9 @@ inline void register_stream_pool_errors() {
       PyErr_SetObject(type.ptr(), py::make_tuple(e.id(), e.what()).ptr());
     } catch (const PoolFull& e) {
       py::object type = py::module_::import("fastlstm._errors").attr("PoolFullError");
+      PyErr_SetString(type.ptr(), e.what());
+    } catch (const BatcherClosed& e) {
+      py::object type = py::module_::import("fastlstm._errors").attr("BatcherClosedError");
       PyErr_SetString(type.ptr(), e.what());
     }
   });
@@ -88,6 +96,72 @@ void bind_stream_pool(py::module_& m, const char* name) {
              pool.set_state(id, state);
            })
       .def("reset_state", &Pool::reset_state, py::call_guard<py::gil_scoped_release>());
+}
+
+// A step submitted to a StepBatcher: its output (H_out,) once the batch that ran it is done.
+template <typename T>
+class StepFuture {
+ public:
+  explicit StepFuture(std::future<std::vector<T>> future) : future_(future.share()) {}
+
+  bool done() const { return future_.wait_for(std::chrono::seconds(0)) == std::future_status::ready; }
+
+  // The output, waiting (without the GIL) at most `timeout` seconds (None: as long as it takes);
+  // raises the step's error, or TimeoutError.
+  py::array result(std::optional<double> timeout) const {
+    bool ready = true;
+    {
+      py::gil_scoped_release release;
+      if (timeout) {
+        ready = future_.wait_for(std::chrono::duration<double>(std::max(*timeout, 0.0))) == std::future_status::ready;
+      } else {
+        future_.wait();
+      }
+    }
+    if (!ready) {
+      PyErr_SetString(PyExc_TimeoutError, "the step has not run yet");
+      throw py::error_already_set();
+    }
+    const std::vector<T>& values = future_.get();  // rethrows the step's error
+    py::array_t<T> output(static_cast<py::ssize_t>(values.size()));
+    std::copy(values.begin(), values.end(), output.mutable_data());
+    return output;
+  }
+
+ private:
+  std::shared_future<std::vector<T>> future_;  // const waits from several threads are safe
+};
+
+template <typename T>
+void bind_step_batcher(py::module_& m, const char* name) {
+  using Batcher = StepBatcher<T>;
+  py::class_<StepFuture<T>>(m, (std::string(name) + "Future").c_str())
+      .def("done", &StepFuture<T>::done)
+      .def("result", &StepFuture<T>::result, py::arg("timeout") = py::none());
+  py::class_<Batcher>(m, name)
+      .def(py::init([](StreamPool<T>& pool, int64_t max_batch, double max_delay_us) {
+             if (!(max_delay_us >= 0.0 && max_delay_us <= 3.6e9)) {
+               throw py::value_error("max_delay_us: expected a number of microseconds in [0, 3.6e9], got " +
+                                     std::to_string(max_delay_us));
+             }
+             const auto delay = std::chrono::microseconds(static_cast<int64_t>(max_delay_us));
+             return std::make_unique<Batcher>(pool, max_batch, delay);
+           }),
+           py::arg("pool"), py::arg("max_batch"), py::arg("max_delay_us"),
+           py::keep_alive<1, 2>())  // the pool lives as long as the batcher
+      .def(
+          "submit",
+          [](Batcher& batcher, StreamId id, const py::array_t<T, py::array::c_style>& x_t) {
+            if (x_t.ndim() != 1 || x_t.shape(0) != batcher.pool().model().config().input_size) {
+              throw py::value_error("x_t: expected shape (" + std::to_string(batcher.pool().model().config().input_size) +
+                                    ",)");
+            }
+            return StepFuture<T>(batcher.submit(id, x_t.data()));
+          },
+          py::arg("id"), py::arg("x_t"))
+      .def("close", &Batcher::close, py::arg("drain") = true, py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly("batches", &Batcher::batches)
+      .def_property_readonly("steps", &Batcher::steps);
 }
 
 }  // namespace fastlstm::python

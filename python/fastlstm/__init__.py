@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from ._native import core as _core  # the core for the best instruction set this CPU has
 from . import _cuda_runtime, _native  # noqa: E402
-from ._errors import InputError, PoolFullError, UnknownStreamError  # noqa: E402
+from ._errors import BatcherClosedError, InputError, PoolFullError, UnknownStreamError  # noqa: E402
 from ._lstm import LSTM, IncompatibleKeys  # noqa: E402
 from ._stream import LSTMStream  # noqa: E402
 from ._stream_pool import StreamPool  # noqa: E402
+from ._step_batcher import StepBatcher, StepFuture  # noqa: E402
 from ._packing import (  # noqa: E402
     PackedSequence,
     pack_padded_sequence,
@@ -32,9 +33,12 @@ __all__ = [
     "IncompatibleKeys",
     "LSTMStream",
     "StreamPool",
+    "StepBatcher",
+    "StepFuture",
     "InputError",
     "UnknownStreamError",
     "PoolFullError",
+    "BatcherClosedError",
     "PackedSequence",
     "pack_padded_sequence",
     "pack_sequence",

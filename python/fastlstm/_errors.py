@@ -23,3 +23,7 @@ class UnknownStreamError(KeyError):
 
 class PoolFullError(RuntimeError):
     """``open()`` on a stream pool whose every slot holds an open stream."""
+
+
+class BatcherClosedError(RuntimeError):
+    """A step given to a closed StepBatcher, or pending when it closed without draining."""

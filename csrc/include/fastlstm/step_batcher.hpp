@@ -45,6 +45,7 @@ class StepBatcher {
   StepBatcher(const StepBatcher&) = delete;
   StepBatcher& operator=(const StepBatcher&) = delete;
 
+  StreamPool<T>& pool() const { return pool_; }
   int64_t max_batch() const { return max_batch_; }
   std::chrono::microseconds max_delay() const { return max_delay_; }
 
