@@ -58,6 +58,16 @@ struct ForwardRequest {
   T* h_n = nullptr;  // (D * num_layers, N, H_out), contiguous
   T* c_n = nullptr;  // (D * num_layers, N, hidden_size), contiguous
   Device final_state_device{};  // of h_n and c_n: a stream's state stays on the model's device
+
+  // A stream pool's step (CPU backend only): state row n is row state_rows[n] of h_0 and c_0 and
+  // of h_n and c_n, which hold state_capacity rows per layer (the pool's slots) instead of N.
+  const int64_t* state_rows = nullptr;
+  int64_t state_capacity = 0;
+
+  // Where state row n of layer row `index` (layer * D + direction) lies in h_n or c_n.
+  int64_t final_state_row(int64_t index, int64_t n) const {
+    return state_rows ? index * state_capacity + state_rows[n] : index * batch_sizes.batch + n;
+  }
 };
 
 // A backend's calls never overlap: the engine serialises them on the model's lock.

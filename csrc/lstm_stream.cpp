@@ -83,22 +83,14 @@ std::pair<Tensor<T>, Tensor<T>> Lstm<T>::read_state(const State& state) const {
 
 template <typename T>
 void Lstm<T>::run_stream(ForwardRequest<T>& request, State& state) const {
-  std::lock_guard<ForkSafeMutex> lock(*mutex_);
-  run_step_locked(request, state.h.data(), state.c.data(), state.batch_size());
-}
-
-template <typename T>
-void Lstm<T>::run_step_locked(ForwardRequest<T>& request, T* h, T* c, int64_t batch) const {
   // The backend reads each layer's initial state before it writes that layer's final one, so
   // the state is updated in place.
-  const LstmConfig& cfg = config();
-  const StateView<T> current{TensorView<const T>(h, {cfg.num_layers, batch, cfg.output_size()}, device()),
-                             TensorView<const T>(c, {cfg.num_layers, batch, cfg.hidden_size}, device())};
+  const StateView<T> current{state.h.view(), state.c.view()};
   request.initial_state = &current;
-  request.h_n = h;
-  request.c_n = c;
+  request.h_n = state.h.data();
+  request.c_n = state.c.data();
   request.final_state_device = device();
-  run_locked(request);
+  run(request);
 }
 
 template <typename T>
@@ -178,7 +170,6 @@ Tensor<T> Lstm<T>::forward(TensorView<const T> chunk, State& state) const {
   template void Lstm<T>::reset_state(State&) const;                                                    \
   template std::pair<Tensor<T>, Tensor<T>> Lstm<T>::read_state(const State&) const;                    \
   template void Lstm<T>::run_stream(ForwardRequest<T>&, State&) const;                                 \
-  template void Lstm<T>::run_step_locked(ForwardRequest<T>&, T*, T*, int64_t) const;                   \
   template ForwardRequest<T> Lstm<T>::step_request(const TensorView<const T>&, const TensorView<T>&,   \
                                                    int64_t) const;                                     \
   template void Lstm<T>::step(TensorView<const T>, State&, TensorView<T>) const;                       \

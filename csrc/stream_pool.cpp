@@ -1,6 +1,7 @@
-// StreamPool: the states of many streams of one model, stepped together in any subset. A step
-// gathers its streams' states into the batch layout the model's step takes, runs that step, and
-// scatters the states back: O(count * state size) copies beside the step's products.
+// StreamPool: the states of many streams of one model, stepped together in any subset. The
+// states lie in the layout of a batch of `capacity` streams; a step of some of them names their
+// rows (ForwardRequest::state_rows), and the backend reads and updates them there, as it does a
+// stream's own state: nothing is gathered or scattered.
 #include "fastlstm/stream_pool.hpp"
 
 #include <algorithm>
@@ -30,13 +31,14 @@ StreamPool<T>::StreamPool(const Lstm<T>& model, int64_t capacity) : model_(&mode
   }
   if (!model.device().is_cpu()) invalid("stream_pool: needs a model on the CPU, got one on " + model.device().str());
   if (capacity < 1) invalid("capacity: must be >= 1, got " + std::to_string(capacity));
-  h_size_ = checked_mul(cfg.num_layers, cfg.output_size(), "capacity");
-  c_size_ = checked_mul(cfg.num_layers, cfg.hidden_size, "capacity");
-  const auto states = [&](int64_t size) { return static_cast<size_t>(checked_mul(capacity, size, "capacity")); };
-  h_.assign(states(h_size_), T(0));
-  c_.assign(states(c_size_), T(0));
-  step_h_.resize(states(h_size_));
-  step_c_.resize(states(c_size_));
+  layers_ = cfg.num_layers;
+  h_width_ = cfg.output_size();
+  c_width_ = cfg.hidden_size;
+  const auto states = [&](int64_t width) {
+    return static_cast<size_t>(checked_mul(checked_mul(layers_, capacity, "capacity"), width, "capacity"));
+  };
+  h_.assign(states(h_width_), T(0));
+  c_.assign(states(c_width_), T(0));
   ids_.assign(static_cast<size_t>(capacity), -1);
   stamps_.assign(static_cast<size_t>(capacity), 0);
   step_slots_.resize(static_cast<size_t>(capacity));
@@ -72,20 +74,19 @@ void StreamPool<T>::check_state_values(const StateView<T>& state) const {
 
 template <typename T>
 void StreamPool<T>::write_state(int64_t slot, const StateView<T>* state) {
-  T* h = h_.data() + slot * h_size_;
-  T* c = c_.data() + slot * c_size_;
-  if (!state) {
-    std::fill_n(h, h_size_, T(0));
-    std::fill_n(c, c_size_, T(0));
-    return;
-  }
-  auto copy = [](const TensorView<const T>& from, T* to) {
-    for (int64_t layer = 0; layer < from.shape[0]; ++layer) {
-      for (int64_t k = 0; k < from.shape[2]; ++k) *to++ = from.data[layer * from.strides[0] + k * from.strides[2]];
+  for (int64_t layer = 0; layer < layers_; ++layer) {
+    T* h = h_.data() + (layer * capacity_ + slot) * h_width_;
+    T* c = c_.data() + (layer * capacity_ + slot) * c_width_;
+    if (!state) {
+      std::fill_n(h, h_width_, T(0));
+      std::fill_n(c, c_width_, T(0));
+      continue;
     }
-  };
-  copy(state->h, h);
-  copy(state->c, c);
+    const TensorView<const T>& from_h = state->h;
+    const TensorView<const T>& from_c = state->c;
+    for (int64_t k = 0; k < h_width_; ++k) h[k] = from_h.data[layer * from_h.strides[0] + k * from_h.strides[2]];
+    for (int64_t k = 0; k < c_width_; ++k) c[k] = from_c.data[layer * from_c.strides[0] + k * from_c.strides[2]];
+  }
 }
 
 template <typename T>
@@ -140,30 +141,16 @@ void StreamPool<T>::step(const StreamId* ids, int64_t count, TensorView<const T>
     stamps_[static_cast<size_t>(slot)] = stamp_;
     step_slots_[static_cast<size_t>(i)] = slot;  // i < capacity: more ids than slots repeat one before
   }
-  const int64_t layers = model_->config().num_layers;
-  const int64_t h_width = h_size_ / layers, c_width = c_size_ / layers;
-  // Stream i's layer l goes to row (l, i) of the step's state, and back once the step is done.
-  auto move_rows = [&](bool gather) {
-    for (int64_t i = 0; i < count; ++i) {
-      const int64_t slot = step_slots_[static_cast<size_t>(i)];
-      for (int64_t l = 0; l < layers; ++l) {
-        T* own_h = h_.data() + slot * h_size_ + l * h_width;
-        T* own_c = c_.data() + slot * c_size_ + l * c_width;
-        T* step_h = step_h_.data() + (l * count + i) * h_width;
-        T* step_c = step_c_.data() + (l * count + i) * c_width;
-        if (gather) {
-          std::copy_n(own_h, h_width, step_h);
-          std::copy_n(own_c, c_width, step_c);
-        } else {
-          std::copy_n(step_h, h_width, own_h);
-          std::copy_n(step_c, c_width, own_c);
-        }
-      }
-    }
-  };
-  move_rows(true);
-  model_->run_step_locked(request, step_h_.data(), step_c_.data(), count);
-  move_rows(false);
+  // The backend reads each stream's initial state before it writes the final one, row by row.
+  const StateView<T> states{TensorView<const T>(h_.data(), {layers_, capacity_, h_width_}),
+                            TensorView<const T>(c_.data(), {layers_, capacity_, c_width_})};
+  request.initial_state = &states;
+  request.state_rows = step_slots_.data();
+  request.state_capacity = capacity_;
+  request.h_n = h_.data();
+  request.c_n = c_.data();
+  request.final_state_device = Device::cpu();
+  model_->run_locked(request);
 }
 
 template <typename T>
@@ -185,8 +172,10 @@ std::pair<Tensor<T>, Tensor<T>> StreamPool<T>::get_state(StreamId id) const {
                                         Tensor<T>({cfg.num_layers, 1, cfg.hidden_size})};
   std::lock_guard<ForkSafeMutex> lock(*model_->mutex_);
   const int64_t slot = slot_of(id);
-  std::copy_n(h_.data() + slot * h_size_, h_size_, state.first.data());
-  std::copy_n(c_.data() + slot * c_size_, c_size_, state.second.data());
+  for (int64_t layer = 0; layer < layers_; ++layer) {
+    std::copy_n(h_.data() + (layer * capacity_ + slot) * h_width_, h_width_, state.first.data() + layer * h_width_);
+    std::copy_n(c_.data() + (layer * capacity_ + slot) * c_width_, c_width_, state.second.data() + layer * c_width_);
+  }
   return state;
 }
 

@@ -159,7 +159,7 @@ struct LayerRun {
       const int64_t index = layer * D + dir;
       for (int64_t n = 0; n < batch; ++n) {
         T* h = backend.initial_hidden_.data() + (index * batch + n) * P;
-        T* c = request.c_n + (index * batch + n) * H;
+        T* c = request.c_n + request.final_state_row(index, n) * H;
         if (!state) {
           std::fill_n(h, P, T(0));
           std::fill_n(c, H, T(0));
@@ -167,7 +167,10 @@ struct LayerRun {
         }
         const auto& hv = state->h;
         const auto& cv = state->c;
-        const int64_t row = request.sorted_indices ? request.sorted_indices[n] : n;  // the caller's row
+        // The caller's row: of the packed batch's permutation, or the pool's slot.
+        const int64_t row = request.sorted_indices ? request.sorted_indices[n]
+                            : request.state_rows   ? request.state_rows[n]
+                                                   : n;
         for (int64_t k = 0; k < P; ++k) h[k] = hv.data[index * hv.strides[0] + row * hv.strides[1] + k * hv.strides[2]];
         const T* c_0 = cv.data + index * cv.strides[0] + row * cv.strides[1];
         if (c_0 == c && cv.strides[2] == 1) continue;
@@ -260,7 +263,7 @@ struct LayerRun {
     const int64_t index = layer * config().num_directions() + dir;
     const bool projected = config().proj_size > 0;
     for (int64_t n = 0; n < batch_sizes[t]; ++n) {
-      T* cell = request.c_n + (index * batch + n) * H;
+      T* cell = request.c_n + request.final_state_row(index, n) * H;
       T* hidden = projected ? backend.projected_input_.data() + (dir * batch + n) * H
                             : output + output_rows.offset(t) + n * output_rows.row_stride + dir * P;
       for (int64_t b = b0; b < b1; ++b) {
@@ -290,7 +293,7 @@ struct LayerRun {
         const int64_t t = dir == 0 ? backend.last_step_[static_cast<size_t>(n)] : 0;
         if (t < s0 || t >= s1) continue;
         std::copy_n(output + output_rows.offset(t) + n * output_rows.row_stride + dir * P, P,
-                    request.h_n + (index * batch + n) * P);
+                    request.h_n + request.final_state_row(index, n) * P);
       }
     }
   }

@@ -188,10 +188,6 @@ class Lstm {
 
   void check_stream_state(const State& state) const;
   void run_stream(ForwardRequest<T>& request, State& state) const;
-  // One step of `batch` streams (the request step_request makes), their state h (num_layers,
-  // batch, H_out) and c (num_layers, batch, hidden_size), contiguous, updated in place. The
-  // caller holds mutex_.
-  void run_step_locked(ForwardRequest<T>& request, T* h, T* c, int64_t batch) const;
   // A step's request: input_t (batch, H_in) -> output_t (batch, H_out), checked.
   ForwardRequest<T> step_request(const TensorView<const T>& input_t, const TensorView<T>& output_t,
                                  int64_t batch) const;

@@ -86,19 +86,19 @@ class StreamPool {
 
   const Lstm<T>* model_;
   int64_t capacity_;
-  int64_t h_size_, c_size_;  // a stream's state: num_layers * H_out, num_layers * hidden_size
+  int64_t layers_, h_width_, c_width_;  // num_layers, H_out, hidden_size
   // Guarded by the model's lock. A stream's id is serial * capacity + slot, serial counting the
   // opens: slot s holds the stream ids_[s] (-1: free).
   std::vector<StreamId> ids_;
   std::vector<int64_t> free_slots_;
   int64_t open_ = 0, opens_ = 0;
-  std::vector<T> h_, c_;  // per slot, (num_layers, H_out) and (num_layers, hidden_size)
-  // A step's workspace: its streams' slots, the stamp that finds repeated ids, and their states
-  // gathered as the model's step takes them, (num_layers, count, H_out / hidden_size).
+  // The states, (num_layers, capacity, H_out) and (num_layers, capacity, hidden_size): a step
+  // reads and updates its streams' rows where they are (ForwardRequest::state_rows).
+  std::vector<T> h_, c_;
+  // A step's workspace: its streams' slots, and the stamp that finds repeated ids.
   std::vector<int64_t> step_slots_;
   std::vector<uint64_t> stamps_;
   uint64_t stamp_ = 0;
-  std::vector<T> step_h_, step_c_;
 };
 
 }  // namespace fastlstm

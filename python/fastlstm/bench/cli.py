@@ -16,6 +16,7 @@ import fastlstm
 from .cases import CASES, GPU_CASES
 from .peers import import_ort, import_torch, prepare
 from .quantized import parse_formats
+from .streams import add_arguments as add_stream_arguments
 from .report import (
     Progress, format_memory_table, format_table, machine_info, plot_speedups, tuning_environment, versions,
 )
@@ -68,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated reduced-precision formats (int8, int8-in8: 8-bit inputs, float16, bfloat16): time "
                              "fastlstm's models of each against float32 and the peers' quantized LSTMs "
                              "(torch qint8 / float16, ONNX Runtime int8), with each one's error")
+    add_stream_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
         from .cuda import run as run_cuda
 
         return run_cuda(args)
+    if args.streams:
+        from .streams import run as run_streams
+
+        return run_streams(args)
     if args.weights:
         from .quantized import run as run_quantized
 
