@@ -23,6 +23,7 @@ StepBatcher<T>::StepBatcher(StreamPool<T>& pool, int64_t max_batch, std::chrono:
   if (max_batch < 1) invalid("max_batch: must be >= 1, got " + std::to_string(max_batch));
   if (max_delay.count() < 0) invalid("max_delay: must be >= 0, got " + std::to_string(max_delay.count()) + " us");
   const auto most = static_cast<size_t>(std::min(max_batch, pool.capacity()));
+  stamps_.assign(static_cast<size_t>(pool.capacity()), 0);
   ids_.reserve(most);
   inputs_.reserve(most * static_cast<size_t>(input_size_));
   outputs_.reserve(most * static_cast<size_t>(output_size_));
@@ -126,12 +127,12 @@ bool StepBatcher<T>::take_batch(std::unique_lock<std::mutex>& lock) {
   }
   // At most one request of each stream, the oldest: a stream's later steps wait for the next
   // batch, so that each runs on the state its predecessor left.
-  in_batch_.clear();
+  ++stamp_;
   batch_.clear();
   waiting_.clear();
   for (Request& request : queue_) {
     const bool room = static_cast<int64_t>(batch_.size()) < max_batch_;
-    if (room && in_batch_.insert(request.id).second) {
+    if (room && first_in_batch(request.id)) {
       batch_.push_back(std::move(request));
     } else {
       waiting_.push_back(std::move(request));
@@ -143,14 +144,24 @@ bool StepBatcher<T>::take_batch(std::unique_lock<std::mutex>& lock) {
 }
 
 template <typename T>
+bool StepBatcher<T>::first_in_batch(StreamId id) {
+  // An open stream's id is its pool slot modulo the capacity (StreamPool): two open streams never
+  // share a stamp. An unknown id may share an open one's and wait a batch; it fails all the same.
+  uint64_t& stamp = stamps_[static_cast<size_t>(id >= 0 ? id % pool_.capacity() : 0)];
+  if (stamp == stamp_) return false;
+  stamp = stamp_;
+  return true;
+}
+
+template <typename T>
 void StepBatcher<T>::run_batch() {
-  // Requests whose stream is not open fail alone; the rest run. A stream may close between the
-  // check and the step: then the step throws UnknownStream and the check runs again.
-  for (int attempt = 0; !batch_.empty(); ++attempt) {
+  // Usually every stream is open and the batch runs as it is. When the step names a stream that
+  // is not (closed since it was submitted), its request fails alone and the rest run again.
+  for (bool check = false; !batch_.empty(); check = true) {
     ids_.clear();
     inputs_.clear();
     for (auto it = batch_.begin(); it != batch_.end();) {
-      if (!pool_.contains(it->id)) {
+      if (check && !pool_.contains(it->id)) {
         it->done(nullptr, std::make_exception_ptr(UnknownStream(it->id)));
         it = batch_.erase(it);
         continue;
@@ -166,16 +177,13 @@ void StepBatcher<T>::run_batch() {
       pool_.step(ids_.data(), count, TensorView<const T>(inputs_.data(), {count, input_size_}),
                  TensorView<T>(outputs_.data(), {count, output_size_}));
     } catch (const UnknownStream&) {
-      if (attempt < 3) continue;
-      fail_all(batch_, std::current_exception());
-      return;
+      continue;  // find it, fail it, run the rest
     } catch (...) {
       fail_all(batch_, std::current_exception());
       return;
     }
     for (size_t i = 0; i < batch_.size(); ++i) batch_[i].done(outputs_.data() + i * static_cast<size_t>(output_size_), nullptr);
     batch_.clear();
-    return;
   }
 }
 

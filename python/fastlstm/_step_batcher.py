@@ -10,7 +10,7 @@ import numpy as np
 from ._arrays import as_array, check_dtype
 from ._errors import InputError
 from ._native import core
-from ._stream_pool import StreamPool
+from ._stream_pool import _INT64_MAX, StreamPool
 
 
 class StepFuture(Protocol):
@@ -67,7 +67,9 @@ class StepBatcher:
         if not (type(x_t) is np.ndarray and x_t.dtype is self._dtype and x_t.shape == self._shape
                 and x_t.flags.c_contiguous):
             x_t = self._input(x_t)
-        return self._batcher.submit(self._pool._id(stream_id), x_t)
+        if type(stream_id) is not int or not 0 <= stream_id <= _INT64_MAX:
+            stream_id = self._pool._id(stream_id)  # converted, or the error that says why not
+        return self._batcher.submit(stream_id, x_t)
 
     def close(self, drain: bool = True) -> None:
         """Takes no more steps and waits for the batcher's thread: drain=True runs every queued

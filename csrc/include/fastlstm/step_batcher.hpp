@@ -11,7 +11,6 @@
 #include <future>
 #include <mutex>
 #include <thread>
-#include <unordered_set>
 #include <vector>
 
 #include "fastlstm/error.hpp"
@@ -73,6 +72,7 @@ class StepBatcher {
 
   void run();                                   // the batcher's thread
   bool take_batch(std::unique_lock<std::mutex>& lock);  // into batch_; false when closed and empty
+  bool first_in_batch(StreamId id);  // whether the batch in the making has no step of `id` yet
   void run_batch();
   void fail_all(std::deque<Request>& requests, const std::exception_ptr& error);
 
@@ -91,7 +91,8 @@ class StepBatcher {
   // The batch in hand (the batcher's thread only): its requests, ids, inputs and outputs, and
   // the requests it leaves queued.
   std::deque<Request> batch_, waiting_;
-  std::unordered_set<StreamId> in_batch_;
+  std::vector<uint64_t> stamps_;  // per pool slot: the batch that took a step of its stream
+  uint64_t stamp_ = 0;
   std::vector<StreamId> ids_;
   std::vector<T> inputs_, outputs_;
 
