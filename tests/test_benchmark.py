@@ -49,3 +49,25 @@ def test_the_benchmark_of_weight_formats_times_fastlstm_and_the_peers_quantized_
     assert rows["int8"]["error"]["fastlstm int8"] <= 0.5 * rows["int8"]["error"]["torch int8"]
     assert rows["float16"]["error"]["fastlstm float16"] <= 3e-4
     assert "fastlstm int8" in result.stdout and "torch float16" in result.stdout
+
+
+def test_the_stream_serving_benchmark_times_the_pool_the_batcher_and_per_stream_steps(tmp_path):
+    out = tmp_path / "streams.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "fastlstm", "bench", "--streams", "--stream-count", "30", "--threads", "1",
+         "--repeats", "1", "--min-time", "0", "--no-ort", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "streams" and report["streams"] == 30
+    timed = {(row["size"], row["tool"]): row for row in report["rows"] if "tool" in row}
+    for size in (128, 256):
+        for tool in ("stream(N) batch", "pool all", "pool poisson", "pool churn", "per-stream", "torch per-stream"):
+            assert timed[size, tool]["steps_per_s"] > 0
+        assert timed[size, "pool all"]["steps_per_tick"] == 30
+        batcher = timed[size, "batcher"]
+        assert batcher["steps_per_s"] > 0 and 0 < batcher["p50_us"] <= batcher["p99_us"]
+    goals = [row["goal"] for row in report["rows"] if "goal" in row]
+    assert any("pool all / stream(N) batch" in goal for goal in goals)
+    assert "ort per-stream" in result.stdout and "skipped" in result.stdout

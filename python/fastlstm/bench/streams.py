@@ -208,6 +208,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--streams", action="store_true",
                         help="the stream-serving benchmark instead of the cases: 1,000 streams of an I = H = 128 "
                              "and 256 model through StreamPool, StepBatcher, per-stream steps and the peers")
+    parser.add_argument("--stream-count", type=int, default=STREAMS, metavar="N",
+                        help=f"with --streams: open streams (default {STREAMS})")
     parser.add_argument("--busy", type=int, default=0, metavar="N",
                         help="with --streams: N other processes spinning meanwhile (a loaded machine)")
 
@@ -217,8 +219,11 @@ def run(args: argparse.Namespace) -> int:
     ort = None if args.no_ort or torch is None else import_ort()
     threads_list = args.threads or [fastlstm.build_info()["default_threads"]]
     machine = machine_info()
+    if args.stream_count < 1 or args.repeats < 1:
+        print("error: --stream-count and --repeats must be >= 1", file=sys.stderr)
+        return 2
     print(f"fastlstm {fastlstm.__version__}  CPU: {machine['cpu_model']}, {machine['usable_cores']} usable cores; "
-          f"{STREAMS} streams; {args.busy} busy processes beside")
+          f"{args.stream_count} streams; {args.busy} busy processes beside")
     busy = BusyProcesses(args.busy) if args.busy else None
     rows: List[dict] = []
     try:
@@ -230,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
             busy.close()
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"benchmark": "streams", "command": sys.argv, "machine": machine,
+            json.dump({"benchmark": "streams", "command": sys.argv, "machine": machine, "streams": args.stream_count,
                        "versions": versions(torch, ort), "busy_processes": args.busy, "rows": rows}, f, indent=1)
         print(f"\nwrote {args.json}")
     return 0
@@ -238,9 +243,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_size(size: int, threads: int, args: argparse.Namespace, torch, ort) -> List[dict]:
     rng = np.random.default_rng(size)
+    count = args.stream_count
     model = _random_model(size, threads, seed=size)
-    tools = _pool_tools(model, STREAMS, rng)
-    peers, skipped = _peer_tools(model, STREAMS, threads, torch, ort, rng)
+    tools = _pool_tools(model, count, rng)
+    peers, skipped = _peer_tools(model, count, threads, torch, ort, rng)
     tools.update(peers)
     steps = {name: [] for name in tools}
 
@@ -253,7 +259,7 @@ def _run_size(size: int, threads: int, args: argparse.Namespace, torch, ort) -> 
     timed = interleaved({name: counted(name, tool) for name, tool in tools.items()}, args.repeats,
                         min_time=args.min_time)
     other = load.cores()
-    print(f"\nI = H = {size}, {threads} thread(s), {STREAMS} open streams"
+    print(f"\nI = H = {size}, {threads} thread(s), {count} open streams"
           + (f"; other load {other:.2f} cores" if other is not None else ""))
     print(f"{'tool':<18} {'per tick ms':>12} {'steps/tick':>10} {'steps/s':>12}")
     rows = []
@@ -271,10 +277,11 @@ def _run_size(size: int, threads: int, args: argparse.Namespace, torch, ort) -> 
 
     pool_tick = timed["pool poisson"]["median_s"]
     max_delay_us = 1000.0
-    throughput = _batcher_throughput(model, STREAMS, seconds=max(1.0, 10 * args.min_time), max_delay_us=max_delay_us)
+    throughput = _batcher_throughput(model, count, seconds=max(0.2, 10 * args.min_time), max_delay_us=max_delay_us)
     # Half the pool's rate, at most what one Python thread submits comfortably (~2 us a step).
     offered = min(0.5 * rate["pool poisson"], LATENCY_RATE_CAP)
-    latency = _batcher_latency(model, STREAMS, rate=offered, seconds=1.0, max_delay_us=max_delay_us)
+    latency = _batcher_latency(model, count, rate=offered, seconds=max(0.2, 10 * args.min_time),
+                               max_delay_us=max_delay_us)
     rows.append({"size": size, "threads": threads, "tool": "batcher", "max_delay_us": max_delay_us, **throughput,
                  **latency})
     print(f"{'batcher':<18} {'':>12} {throughput['mean_batch']:>10.0f} {throughput['steps_per_s']:>12,.0f}   "
