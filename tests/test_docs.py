@@ -38,9 +38,10 @@ chunk = np.random.randn(4, 10).astype(np.float32)
 
 def test_the_readme_has_the_examples_this_test_runs():
     blocks = _python_blocks()
-    assert len(blocks) == 4, "README's CPU examples changed: update _PRELUDE and this test"
+    assert len(blocks) == 5, "README's CPU examples changed: update _PRELUDE and this test"
     assert "from_torch(torch_lstm)" in blocks[0] and 'LSTM.load("model.safetensors")' in blocks[1]
     assert 'quantize("bfloat16")' in blocks[2] and 'quantize("int8")' in blocks[3]
+    assert "stream_pool(capacity=1000)" in blocks[4] and "StepBatcher" in blocks[4]
 
 
 def test_the_readme_examples_run(tmp_path, monkeypatch):
@@ -60,12 +61,18 @@ def test_the_readme_examples_run(tmp_path, monkeypatch):
     assert fastlstm.LSTM.load("model-bf16.safetensors").weight_format == "bfloat16"
     assert scope["int8"].weight_format == scope["from_torch_int8"].weight_format == "int8"
     assert fastlstm.LSTM.load("model-int8.safetensors").weight_format == "int8"
+    pool = scope["pool"]
+    assert scope["steps"].shape == (2, 20) and scope["y_a"].shape == (20,)
+    assert len(pool) == 1 and scope["a"] in pool and scope["b"] not in pool
+    assert scope["state"][0].shape == (2, 1, 20)
 
 
-@pytest.mark.parametrize("obj", [fastlstm, fastlstm.LSTM, fastlstm.LSTMStream], ids=lambda o: o.__name__)
+@pytest.mark.parametrize("obj", [fastlstm, fastlstm.LSTM, fastlstm.LSTMStream, fastlstm.StreamPool,
+                                 fastlstm.StepBatcher], ids=lambda o: o.__name__)
 def test_docstring_examples_run(obj):
     lstm = fastlstm.LSTM(10, 20)
-    globs = {"lstm": lstm, "x_t": np.zeros(10, np.float32), "chunk": np.zeros((4, 10), np.float32)}
+    globs = {"lstm": lstm, "x_t": np.zeros(10, np.float32), "chunk": np.zeros((4, 10), np.float32),
+             "x": np.zeros((2, 10), np.float32), "fastlstm": fastlstm}
     finder = doctest.DocTestFinder(recurse=False)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     tests = [t for t in finder.find(obj, globs=globs) if t.examples]
