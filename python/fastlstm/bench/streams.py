@@ -248,7 +248,7 @@ def _run_size(size: int, threads: int, args: argparse.Namespace, torch, ort) -> 
     tools = _pool_tools(model, count, rng)
     peers, skipped = _peer_tools(model, count, threads, torch, ort, rng)
     tools.update(peers)
-    steps = {name: [] for name in tools}
+    steps: Dict[str, List[int]] = {name: [] for name in tools}
 
     def counted(name: str, tool: Callable[[], int]) -> Callable[[], None]:
         def call() -> None:
