@@ -40,11 +40,16 @@ void StepBatcher<T>::submit(StreamId id, const T* x_t, Completion done) {
   if (fork_generation() != fork_generation_) {
     throw Error("StepBatcher: its thread stayed in the parent process (fork); make a new batcher in the child");
   }
-  Request request{id, std::vector<T>(x_t, x_t + input_size_), std::move(done), std::chrono::steady_clock::now()};
+  Request request{id, {}, std::move(done), std::chrono::steady_clock::now()};
   bool wake;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (closing_) throw BatcherClosed("StepBatcher: closed, it takes no more steps");
+    if (!spare_inputs_.empty()) {  // a buffer of a step already run: no allocation once warm
+      request.input = std::move(spare_inputs_.back());
+      spare_inputs_.pop_back();
+    }
+    request.input.assign(x_t, x_t + input_size_);
     queue_.push_back(std::move(request));
     // The thread waits for the first request, then for a full batch or the first one's deadline.
     wake = queue_.size() == 1 || static_cast<int64_t>(queue_.size()) >= max_batch_;
@@ -99,11 +104,21 @@ int64_t StepBatcher<T>::steps() const {
 template <typename T>
 void StepBatcher<T>::run() {
   std::unique_lock<std::mutex> lock(mutex_);
+  std::vector<std::vector<T>> recycled;
   while (take_batch(lock)) {
     lock.unlock();
     run_batch();
+    // The batch's input buffers serve later submits; the completions go (outside the lock: a
+    // completion's state may do anything as it is destroyed).
+    for (Request& request : done_) recycled.push_back(std::move(request.input));
+    done_.clear();
     lock.lock();
     ++batches_;
+    while (!recycled.empty() && static_cast<int64_t>(spare_inputs_.size()) < max_batch_) {
+      spare_inputs_.push_back(std::move(recycled.back()));
+      recycled.pop_back();
+    }
+    recycled.clear();
   }
 }
 
@@ -183,6 +198,7 @@ void StepBatcher<T>::run_batch() {
       return;
     }
     for (size_t i = 0; i < batch_.size(); ++i) batch_[i].done(outputs_.data() + i * static_cast<size_t>(output_size_), nullptr);
+    for (Request& request : batch_) done_.push_back(std::move(request));
     batch_.clear();
   }
 }
