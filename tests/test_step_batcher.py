@@ -124,3 +124,17 @@ def test_close_without_draining_fails_what_is_queued_and_moves_no_stream():
     future = batcher.submit(a, np.ones(6, np.float32))
     batcher.close(drain=True)
     assert future.result(timeout=0).shape == (9,)
+
+
+def test_a_strided_or_borrowed_input_row_is_read_as_it_is():
+    model, pool = make_pool()
+    a = pool.open()
+    x = RNG.standard_normal(12).astype(np.float32)
+    with fastlstm.StepBatcher(pool, max_batch=4, max_delay_us=100) as batcher:
+        strided = batcher.submit(a, x[::2]).result(timeout=10)
+        pool.reset(a)
+        contiguous = batcher.submit(a, np.ascontiguousarray(x[::2])).result(timeout=10)
+        pool.reset(a)
+        column = batcher.submit(a, np.ascontiguousarray(np.stack([x[::2], x[1::2]], axis=1))[:, 0]).result(timeout=10)
+    np.testing.assert_array_equal(strided, contiguous)
+    np.testing.assert_array_equal(column, contiguous)

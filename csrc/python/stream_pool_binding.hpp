@@ -151,12 +151,16 @@ void bind_step_batcher(py::module_& m, const char* name) {
            py::keep_alive<1, 2>())  // the pool lives as long as the batcher
       .def(
           "submit",
-          [](Batcher& batcher, StreamId id, const py::array_t<T, py::array::c_style>& x_t) {
-            if (x_t.ndim() != 1 || x_t.shape(0) != batcher.pool().model().config().input_size) {
-              throw py::value_error("x_t: expected shape (" + std::to_string(batcher.pool().model().config().input_size) +
-                                    ",)");
+          [](Batcher& batcher, StreamId id, const py::array& x_t) {
+            const int64_t width = batcher.pool().model().config().input_size;
+            const TensorView<const T> row = numpy_view<T>(x_t, "x_t");
+            if (row.rank != 1 || row.shape[0] != width) {
+              throw py::value_error("x_t: expected shape (" + std::to_string(width) + ",)");
             }
-            return StepFuture<T>(batcher.submit(id, x_t.data()));
+            if (row.strides[0] == 1 || width <= 1) return StepFuture<T>(batcher.submit(id, row.data));
+            std::vector<T> packed(static_cast<size_t>(width));
+            for (int64_t k = 0; k < width; ++k) packed[static_cast<size_t>(k)] = row.data[k * row.strides[0]];
+            return StepFuture<T>(batcher.submit(id, packed.data()));
           },
           py::arg("id"), py::arg("x_t"))
       .def("close", &Batcher::close, py::arg("drain") = true, py::call_guard<py::gil_scoped_release>())

@@ -64,9 +64,8 @@ class StepBatcher:
     def submit(self, stream_id: int, x_t: Any) -> StepFuture:
         """Queues one step of stream `stream_id` on x_t (H_in,), copied before this returns; the
         future gives its output. Raises BatcherClosedError after close()."""
-        if not (type(x_t) is np.ndarray and x_t.dtype is self._dtype and x_t.shape == self._shape
-                and x_t.flags.c_contiguous):
-            x_t = self._input(x_t)
+        if not (type(x_t) is np.ndarray and x_t.dtype is self._dtype and x_t.shape == self._shape):
+            x_t = self._input(x_t)  # any strides: the core copies the row
         if type(stream_id) is not int or not 0 <= stream_id <= _INT64_MAX:
             stream_id = self._pool._id(stream_id)  # converted, or the error that says why not
         return self._batcher.submit(stream_id, x_t)
@@ -100,4 +99,4 @@ class StepBatcher:
         check_dtype(array, self._dtype, "x_t")
         if array.shape != self._shape:
             raise InputError(f"x_t: expected shape {self._shape}, got {array.shape}")
-        return np.ascontiguousarray(array)
+        return array
