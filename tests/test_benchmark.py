@@ -65,6 +65,7 @@ def test_the_stream_serving_benchmark_times_the_pool_the_batcher_and_per_stream_
     for size in (128, 256):
         for tool in ("stream(N) batch", "pool all", "pool poisson", "pool churn", "per-stream", "torch per-stream"):
             assert timed[size, tool]["steps_per_s"] > 0
+            assert 0 < timed[size, tool]["tick_p50_s"] <= timed[size, tool]["tick_p99_s"]
         assert timed[size, "pool all"]["steps_per_tick"] == 30
         batcher = timed[size, "batcher"]
         assert batcher["steps_per_s"] > 0 and 0 < batcher["p50_us"] <= batcher["p99_us"]

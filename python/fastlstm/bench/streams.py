@@ -13,7 +13,9 @@ interleaved. Tools, at 1,000 open streams of an I = H model (128: Silero VAD's L
   having one step in flight (throughput), and Poisson arrivals at half the pool's rate (latency
   from submit to result, as the driver sees it: an upper bound).
 
-Throughput is steps per second; "per tick" the median time of one call of the tool."""
+Throughput is steps per second; "per tick" the median time of one call of the tool (one tick:
+all the steps it serves), and the p50 / p99 of single ticks after the interleaved samples: a step
+that arrives while a tick runs is served by the next one, so its latency is at most two ticks."""
 
 from __future__ import annotations
 
@@ -192,6 +194,17 @@ def _batcher_latency(model: fastlstm.LSTM, count: int, rate: float, seconds: flo
             "p99_us": float(np.percentile(values, 99))}
 
 
+def _tick_percentiles(tool: Callable[[], int], per_tick: float) -> Tuple[float, float]:
+    """p50 and p99 of single ticks (a step due at a tick's start is done by its end: its latency
+    is at most two ticks), over ~1 s of ticks (20 to 200)."""
+    durations = []
+    for _ in range(int(np.clip(1.0 / max(per_tick, 1e-9), 20, 200))):
+        start = time.perf_counter()
+        tool()
+        durations.append(time.perf_counter() - start)
+    return float(np.percentile(durations, 50)), float(np.percentile(durations, 99))
+
+
 class BusyProcesses:
     """`count` processes spinning on a core each while the benchmark runs (a loaded machine)."""
 
@@ -258,20 +271,23 @@ def _run_size(size: int, threads: int, args: argparse.Namespace, torch, ort) -> 
     load = ForeignLoad()
     timed = interleaved({name: counted(name, tool) for name, tool in tools.items()}, args.repeats,
                         min_time=args.min_time)
+    ticks = {name: _tick_percentiles(tool, timed[name]["median_s"]) for name, tool in tools.items()}
     other = load.cores()
     print(f"\nI = H = {size}, {threads} thread(s), {count} open streams"
           + (f"; other load {other:.2f} cores" if other is not None else ""))
-    print(f"{'tool':<18} {'per tick ms':>12} {'steps/tick':>10} {'steps/s':>12}")
+    print(f"{'tool':<18} {'per tick ms':>12} {'steps/tick':>10} {'steps/s':>12} {'tick p50 ms':>12} {'tick p99 ms':>12}")
     rows = []
     rate = {}
     for name, result in timed.items():
         per_tick = result["median_s"]
         mean_steps = float(np.mean(steps[name]))
         rate[name] = mean_steps / per_tick
+        p50, p99 = ticks[name]
         rows.append({"size": size, "threads": threads, "tool": name, "per_tick_s": per_tick,
                      "steps_per_tick": mean_steps, "steps_per_s": rate[name], "samples_s": result["samples_s"],
-                     "other_cores": other})
-        print(f"{name:<18} {per_tick * 1e3:>12.3f} {mean_steps:>10.0f} {rate[name]:>12,.0f}")
+                     "tick_p50_s": p50, "tick_p99_s": p99, "other_cores": other})
+        print(f"{name:<18} {per_tick * 1e3:>12.3f} {mean_steps:>10.0f} {rate[name]:>12,.0f} {p50 * 1e3:>12.3f} "
+              f"{p99 * 1e3:>12.3f}")
     for peer, reason in skipped.items():
         print(f"{peer + ' per-stream':<18} skipped: {reason}")
 
