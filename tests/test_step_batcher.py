@@ -138,3 +138,36 @@ def test_a_strided_or_borrowed_input_row_is_read_as_it_is():
         column = batcher.submit(a, np.ascontiguousarray(np.stack([x[::2], x[1::2]], axis=1))[:, 0]).result(timeout=10)
     np.testing.assert_array_equal(strided, contiguous)
     np.testing.assert_array_equal(column, contiguous)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_is_told_to_make_its_own_batcher_and_the_parents_keeps_working():
+    import os
+
+    model, pool = make_pool()
+    a = pool.open()
+    x = np.ones(6, np.float32)
+    with fastlstm.StepBatcher(pool, max_batch=4, max_delay_us=100) as batcher:
+        batcher.submit(a, x).result(timeout=10)
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: its batcher's thread stayed in the parent
+            try:
+                os.close(read)
+                try:
+                    batcher.submit(a, x)
+                    answer = b"0"
+                except RuntimeError as error:
+                    answer = b"1" if "fork" in str(error) else b"0"
+                with fastlstm.StepBatcher(pool, max_batch=4, max_delay_us=100) as own:  # a new one works
+                    if own.submit(a, x).result(timeout=10).shape != (9,):
+                        answer = b"0"
+                os.write(write, answer)
+            finally:
+                os._exit(0)
+        os.close(write)
+        answer = os.read(read, 1)
+        os.close(read)
+        os.waitpid(pid, 0)
+        assert answer == b"1"
+        assert batcher.submit(a, x).result(timeout=10).shape == (9,)
