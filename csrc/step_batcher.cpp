@@ -141,19 +141,23 @@ bool StepBatcher<T>::take_batch(std::unique_lock<std::mutex>& lock) {
     return false;
   }
   // At most one request of each stream, the oldest: a stream's later steps wait for the next
-  // batch, so that each runs on the state its predecessor left.
+  // batch, so that each runs on the state its predecessor left. The scan stops once the batch is
+  // full (what lies beyond stays as it is: the cost is the batch's, not the queue's); the
+  // requests it passed over go back to the front, in order.
   ++stamp_;
   batch_.clear();
   waiting_.clear();
-  for (Request& request : queue_) {
-    const bool room = static_cast<int64_t>(batch_.size()) < max_batch_;
-    if (room && first_in_batch(request.id)) {
+  while (!queue_.empty() && static_cast<int64_t>(batch_.size()) < max_batch_) {
+    Request& request = queue_.front();
+    if (first_in_batch(request.id)) {
       batch_.push_back(std::move(request));
     } else {
       waiting_.push_back(std::move(request));
     }
+    queue_.pop_front();
   }
-  queue_.swap(waiting_);
+  for (auto it = waiting_.rbegin(); it != waiting_.rend(); ++it) queue_.push_front(std::move(*it));
+  waiting_.clear();
   steps_ += static_cast<int64_t>(batch_.size());
   return true;
 }
