@@ -110,8 +110,8 @@ void StepBatcher<T>::run() {
     run_batch();
     // The batch's input buffers serve later submits; the completions go (outside the lock: a
     // completion's state may do anything as it is destroyed).
-    for (Request& request : done_) recycled.push_back(std::move(request.input));
-    done_.clear();
+    for (Request& request : batch_) recycled.push_back(std::move(request.input));
+    batch_.clear();
     lock.lock();
     ++batches_;
     while (!recycled.empty() && static_cast<int64_t>(spare_inputs_.size()) < max_batch_) {
@@ -202,8 +202,7 @@ void StepBatcher<T>::run_batch() {
       return;
     }
     for (size_t i = 0; i < batch_.size(); ++i) batch_[i].done(outputs_.data() + i * static_cast<size_t>(output_size_), nullptr);
-    for (Request& request : batch_) done_.push_back(std::move(request));
-    batch_.clear();
+    return;  // batch_ keeps the requests run: run() takes their buffers back
   }
 }
 

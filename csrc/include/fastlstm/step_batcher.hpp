@@ -89,9 +89,9 @@ class StepBatcher {
   bool closing_ = false, drain_ = true;
   int64_t batches_ = 0, steps_ = 0;
 
-  // The batch in hand (the batcher's thread only): its requests, ids, inputs and outputs, the
-  // requests it leaves queued, and the ones it ran (their input buffers go back to spare_inputs_).
-  std::deque<Request> batch_, waiting_, done_;
+  // The batch in hand (the batcher's thread only): its requests (once run, their input buffers go
+  // back to spare_inputs_), ids, inputs and outputs, and the requests it leaves queued.
+  std::deque<Request> batch_, waiting_;
   std::vector<uint64_t> stamps_;  // per pool slot: the batch that took a step of its stream
   uint64_t stamp_ = 0;
   std::vector<StreamId> ids_;
