@@ -136,8 +136,14 @@ def test_a_strided_or_borrowed_input_row_is_read_as_it_is():
         contiguous = batcher.submit(a, np.ascontiguousarray(x[::2])).result(timeout=10)
         pool.reset(a)
         column = batcher.submit(a, np.ascontiguousarray(np.stack([x[::2], x[1::2]], axis=1))[:, 0]).result(timeout=10)
+        pool.reset(a)
+        raw = np.zeros(6 * 4 + 1, np.uint8)
+        misaligned = raw[1:].view(np.float32)  # data one byte past an aligned address
+        misaligned[:] = x[::2]
+        unaligned = batcher.submit(a, misaligned).result(timeout=10)
     np.testing.assert_array_equal(strided, contiguous)
     np.testing.assert_array_equal(column, contiguous)
+    np.testing.assert_array_equal(unaligned, contiguous)
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")

@@ -153,7 +153,8 @@ void bind_step_batcher(py::module_& m, const char* name) {
           "submit",
           [](Batcher& batcher, StreamId id, const py::array& x_t) {
             const int64_t width = batcher.pool().model().config().input_size;
-            const TensorView<const T> row = numpy_view<T>(x_t, "x_t");
+            const py::array readable_row = readable<T>(x_t);  // a misaligned row is copied first
+            const TensorView<const T> row = numpy_view<T>(readable_row, "x_t");
             if (row.rank != 1 || row.shape[0] != width) {
               throw py::value_error("x_t: expected shape (" + std::to_string(width) + ",)");
             }
