@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -99,4 +100,30 @@ TEST_CASE("step batcher: a closed stream's step fails alone, close() drains or f
   }
   CHECK_THROWS_AS(StepBatcher<float>(pool, 0, std::chrono::microseconds(10)), fastlstm::InvalidArgument);
   CHECK_THROWS_AS(StepBatcher<float>(pool, 4, std::chrono::microseconds(-1)), fastlstm::InvalidArgument);
+}
+
+TEST_CASE("step batcher: a stream's next step waits for a later batch while other streams join the earlier one") {
+  const Lstm<float> model(random_weights<float>(make_config(kIn, kHidden), 64), 1);
+  StreamPool<float> pool(model, 4);
+  const StreamId a = pool.open(), b = pool.open();
+  const auto x = random_values<float>(3 * kIn, 65);
+  std::mutex order_mutex;
+  std::vector<int> order;  // which step completed, in completion order
+  const auto record = [&](int which) {
+    return [&, which](const float*, std::exception_ptr error) {
+      CHECK(!error);
+      std::lock_guard<std::mutex> lock(order_mutex);
+      order.push_back(which);
+    };
+  };
+  // max_batch 3: a1 and a2 make two batches of one step each (pending 2); b1 joins the first,
+  // which then runs as {a1, b1} (pending 3); a2 waits for its deadline, or here for close().
+  StepBatcher<float> batcher(pool, 3, std::chrono::microseconds(10'000'000));
+  batcher.submit(a, x.data(), record(1));
+  batcher.submit(a, x.data() + kIn, record(2));
+  batcher.submit(b, x.data() + 2 * kIn, record(3));
+  batcher.close(true);
+  CHECK(order == std::vector<int>{1, 3, 2});
+  CHECK(batcher.batches() == 2);
+  CHECK(batcher.steps() == 3);
 }

@@ -9,6 +9,7 @@
 #include <exception>
 #include <functional>
 #include <future>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -24,8 +25,9 @@ class BatcherClosed : public Error {
   using Error::Error;
 };
 
-// Order: the steps of one stream run in the order they were submitted, one per batch; streams
-// run together in the order their requests arrived. A request whose stream is not open when its
+// Order: a step joins the first batch that has room and no step of its stream yet, after its
+// stream's earlier steps: each stream's steps run in the order they were submitted, one per
+// batch; within a batch, in the order they arrived. A step whose stream is not open when its
 // batch runs fails with UnknownStream; the others of the batch run.
 // Thread safety: submit() from any number of threads. Fork: the batcher's thread does not follow
 // a fork; in the child, submit() throws Error (make a new batcher there).
@@ -63,18 +65,24 @@ class StepBatcher {
   int64_t steps() const;
 
  private:
-  struct Request {
-    StreamId id;
-    std::vector<T> input;
-    Completion done;
-    std::chrono::steady_clock::time_point submitted;
+  // The steps of one pool step, at most one per stream, in arrival order: their ids, their inputs
+  // side by side as the step reads them (written there by submit), their completions.
+  struct Batch {
+    std::vector<StreamId> ids;
+    std::vector<T> inputs;
+    std::vector<Completion> done;
+    std::chrono::steady_clock::time_point first_submitted;
+    size_t size() const { return ids.size(); }
+    void clear();
   };
 
-  void run();                                   // the batcher's thread
-  bool take_batch(std::unique_lock<std::mutex>& lock);  // into batch_; false when closed and empty
-  bool first_in_batch(StreamId id);  // whether the batch in the making has no step of `id` yet
-  void run_batch();
-  void fail_all(std::deque<Request>& requests, const std::exception_ptr& error);
+  void run();  // the batcher's thread
+  // The next batch to run, once it is full or due; nullptr when closed and nothing is left.
+  std::unique_ptr<Batch> take_batch(std::unique_lock<std::mutex>& lock);
+  Batch& batch_for(StreamId id);  // the first queued batch that may take the next step of `id`
+  void run_batch(Batch& batch);
+  void drop_unknown(Batch& batch);  // fails the steps of streams no longer open, keeps the rest
+  static void fail_all(Batch& batch, const std::exception_ptr& error);
 
   StreamPool<T>& pool_;
   const int64_t max_batch_;
@@ -84,18 +92,18 @@ class StepBatcher {
 
   mutable std::mutex mutex_;
   std::condition_variable arrived_;
-  std::deque<Request> queue_;  // guarded by mutex_
-  std::vector<std::vector<T>> spare_inputs_;  // guarded by mutex_: input buffers to reuse
+  // Guarded by mutex_: the batches in the order they run (queued_[i] is batch number head_ + i),
+  // emptied ones to reuse, and per pool slot 1 + the number of the last batch holding a step of
+  // its stream (a stream's next step goes to a later batch: its steps run in order).
+  std::deque<std::unique_ptr<Batch>> queued_;
+  uint64_t head_ = 0;
+  std::vector<std::unique_ptr<Batch>> spare_;
+  std::vector<uint64_t> next_batch_;
+  int64_t pending_ = 0;  // steps in queued_
   bool closing_ = false, drain_ = true;
   int64_t batches_ = 0, steps_ = 0;
 
-  // The batch in hand (the batcher's thread only): its requests (once run, their input buffers go
-  // back to spare_inputs_), ids, inputs and outputs, and the requests it leaves queued.
-  std::deque<Request> batch_, waiting_;
-  std::vector<uint64_t> stamps_;  // per pool slot: the batch that took a step of its stream
-  uint64_t stamp_ = 0;
-  std::vector<StreamId> ids_;
-  std::vector<T> inputs_, outputs_;
+  std::vector<T> outputs_;  // the batcher's thread only
 
   std::mutex close_mutex_;  // one close() at a time
   std::thread thread_;
