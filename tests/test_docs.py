@@ -31,6 +31,10 @@ network = torch.nn.Module()
 network.encoder = torch.nn.Module()
 network.encoder.rnn = torch_lstm
 save_file(network.state_dict(), "network.safetensors")
+import io, warnings
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation
+    torch.onnx.export(torch_lstm, (torch.zeros(3, 5, 10),), "model.onnx", dynamo=False)
 x_t = np.random.randn(10).astype(np.float32)
 chunk = np.random.randn(4, 10).astype(np.float32)
 """
@@ -38,10 +42,11 @@ chunk = np.random.randn(4, 10).astype(np.float32)
 
 def test_the_readme_has_the_examples_this_test_runs():
     blocks = _python_blocks()
-    assert len(blocks) == 5, "README's CPU examples changed: update _PRELUDE and this test"
+    assert len(blocks) == 6, "README's CPU examples changed: update _PRELUDE and this test"
     assert "from_torch(torch_lstm)" in blocks[0] and 'LSTM.load("model.safetensors")' in blocks[1]
-    assert 'quantize("bfloat16")' in blocks[2] and 'quantize("int8")' in blocks[3]
-    assert "stream_pool(capacity=1000)" in blocks[4] and "StepBatcher" in blocks[4]
+    assert 'from_onnx("model.onnx")' in blocks[2] and "onnx_lstm(" in blocks[2]
+    assert 'quantize("bfloat16")' in blocks[3] and 'quantize("int8")' in blocks[4]
+    assert "stream_pool(capacity=1000)" in blocks[5] and "StepBatcher" in blocks[5]
 
 
 def test_the_readme_examples_run(tmp_path, monkeypatch):
@@ -61,6 +66,12 @@ def test_the_readme_examples_run(tmp_path, monkeypatch):
     assert fastlstm.LSTM.load("model-bf16.safetensors").weight_format == "bfloat16"
     assert scope["int8"].weight_format == scope["from_torch_int8"].weight_format == "int8"
     assert fastlstm.LSTM.load("model-int8.safetensors").weight_format == "int8"
+    onnx_model = scope["onnx_model"]
+    assert onnx_model.batch_first and onnx_model.num_layers == 2 and scope["onnx_y"].shape == (3, 5, 20)
+    for name, value in reference.named_parameters():
+        assert np.array_equal(getattr(onnx_model, name), value), name
+    assert scope["Y"].shape == (7, 1, 3, 20) and scope["Y_h"].shape == (1, 3, 20)
+    assert not scope["Y"][5:, 0, 1].any() and not scope["Y"][2:, 0, 2].any()  # past each length
     pool = scope["pool"]
     assert scope["steps"].shape == (2, 20) and scope["y_a"].shape == (20,)
     assert len(pool) == 1 and scope["a"] in pool and scope["b"] not in pool

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from ._native import core as _core  # the core for the best instruction set this CPU has
 from . import _cuda_runtime, _native  # noqa: E402
-from ._errors import BatcherClosedError, InputError, PoolFullError, UnknownStreamError  # noqa: E402
+from ._errors import BatcherClosedError, InputError, OnnxImportError, PoolFullError, UnknownStreamError  # noqa: E402
 from ._lstm import LSTM, IncompatibleKeys  # noqa: E402
+from ._onnx import OnnxLstm, onnx_lstm  # noqa: E402
 from ._stream import LSTMStream  # noqa: E402
 from ._stream_pool import StreamPool  # noqa: E402
 from ._step_batcher import StepBatcher, StepFuture  # noqa: E402
@@ -39,6 +40,9 @@ __all__ = [
     "UnknownStreamError",
     "PoolFullError",
     "BatcherClosedError",
+    "OnnxImportError",
+    "OnnxLstm",
+    "onnx_lstm",
     "PackedSequence",
     "pack_padded_sequence",
     "pack_sequence",

@@ -1,6 +1,7 @@
 """``python -m fastlstm``: build facts, a default model timed (and checked against torch when it is
 installed). ``python -m fastlstm bench [...]`` runs the benchmark (fastlstm.bench), which only
-that command and the default model's timing import."""
+that command and the default model's timing import; ``python -m fastlstm convert model.onnx
+out.safetensors`` writes an ONNX graph's LSTM as a model file."""
 
 from __future__ import annotations
 
@@ -92,6 +93,30 @@ def print_cmake_dir() -> int:
     return 1
 
 
+def convert(argv: Sequence[str]) -> int:
+    """``python -m fastlstm convert model.onnx out.safetensors [--node NAME]``: the model file that
+    ``LSTM.load`` and C++'s ``fastlstm::Lstm<T>::load`` read, from an ONNX graph's LSTM."""
+    parser = argparse.ArgumentParser(
+        prog="python -m fastlstm convert",
+        description="Write the LSTM of an ONNX file (its only chain of LSTM nodes, or the node named) as a "
+        "fastlstm model file (safetensors).",
+    )
+    parser.add_argument("onnx_file", help="the ONNX model")
+    parser.add_argument("output", help="the model file to write (.safetensors)")
+    parser.add_argument("--node", default=None, help="the LSTM node to convert (default: the graph's only chain)")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                        help="the weights' type (default: the ONNX weights')")
+    args = parser.parse_args(argv)
+    try:
+        model = fastlstm.LSTM.from_onnx(args.onnx_file, node=args.node, dtype=args.dtype)
+    except (fastlstm.OnnxImportError, OSError, ImportError) as error:
+        print(f"error: {args.onnx_file}: {error}", file=sys.stderr)
+        return 1
+    model.save(args.output)
+    print(f"{args.output}: {model!r}, {np.dtype(model.dtype).name}")
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m fastlstm",
@@ -102,9 +127,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs; the median is shown (default 5)")
     parser.add_argument("--cmake-dir", action="store_true",
                         help="print the folder of fastlstm's CMake package (pass it as fastlstm_DIR) and exit")
-    sub = parser.add_subparsers(dest="command", metavar="{bench}")
+    sub = parser.add_subparsers(dest="command", metavar="{bench,convert}")
     sub.add_parser("bench", help="benchmark against torch and ONNX Runtime (see: bench --help)", add_help=False)
+    sub.add_parser("convert", help="an ONNX file's LSTM as a model file (see: convert --help)", add_help=False)
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["convert"]:
+        return convert(argv[1:])
     if argv[:1] == ["bench"]:
         from fastlstm import bench  # the harness, imported for this command only
 

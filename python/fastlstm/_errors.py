@@ -27,3 +27,8 @@ class PoolFullError(RuntimeError):
 
 class BatcherClosedError(RuntimeError):
     """A step given to a closed StepBatcher, or pending when it closed without draining."""
+
+
+class OnnxImportError(ValueError):
+    """An ONNX graph that fastlstm cannot take as asked: no LSTM node, an unknown node, a weight
+    that is missing or misshaped, or an attribute it does not run; the message names it."""

@@ -10,7 +10,7 @@ from typing import Any, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
-from . import _cuda_runtime, _model_file, _torch_quantized
+from . import _cuda_runtime, _model_file, _onnx, _torch_quantized
 from ._native import core as _core
 from ._arrays import resolve_dtype
 from ._forward import ArrayLike, Forward
@@ -335,6 +335,32 @@ class LSTM(ParameterAccess, Forward, EnginePlacement):
         model = cls._for_weights(config, weights_dtype if dtype is None else resolve_dtype(dtype), num_threads)
         model._set_parameters(arrays, cast=True)
         return model
+
+    @classmethod
+    def from_onnx(
+        cls,
+        model_or_path: Any,
+        node: Optional[str] = None,
+        *,
+        dtype: Any = None,
+        num_threads: Optional[int] = None,
+    ) -> "LSTM":
+        """The LSTM an ONNX graph computes with its LSTM nodes (read with the ``onnx`` package):
+        the node called ``node``, or with None the graph's only chain of them (a stacked torch
+        LSTM exports one node per layer, each layer's Y reshaped into the next one's X), as one
+        stacked model. ``model_or_path``: a path, the file's bytes or an ``onnx.ModelProto``.
+        Weights must be fixed in the graph (initializers or Constants); initial states and
+        sequence_lens are inputs of a call (``onnx_lstm`` takes them as the operator does).
+        layout 1 gives batch_first=True, and so does a Transpose (1, 0, 2) of a graph input into
+        the first layer (torch's export of batch_first=True); dtype defaults to the weights'
+        (float64, else float32).
+
+        Raises fastlstm.OnnxImportError naming what it cannot take: no LSTM node, an unknown node,
+        several chains and no name, missing or misshaped weights, layers that do not stack, or an
+        attribute fastlstm does not run (activations other than the defaults, clip, input_forget,
+        direction reverse alone, peephole weights that are not zero)."""
+        config, state_dict, weights_dtype = _onnx.model_from_onnx(model_or_path, node)
+        return _onnx.build_model(config, state_dict, weights_dtype if dtype is None else dtype, num_threads)
 
     # ----------------------------------------------------------------------------- misc
     def extra_repr(self) -> str:
