@@ -81,6 +81,16 @@ std::pair<uintptr_t, uintptr_t> span_of(const TensorView<const T>& view) {
 
 // The states a call returns, (D * num_layers, batch, max(H_out, hidden_size)), must be countable:
 // a batch that is small next to the input's steps can still be large next to the layers.
+// Streams step forward in time: a model with a direction that runs backwards needs the whole
+// sequence first. `what` names the caller (streaming, stream_pool).
+inline void check_streamable(const LstmConfig& config, const std::string& what) {
+  if (config.bidirectional) {
+    invalid(what + " needs a unidirectional model: the reverse direction of a bidirectional LSTM needs the whole "
+                   "sequence");
+  }
+  if (config.reverse) invalid(what + " needs a model that runs forward: a reverse LSTM needs the whole sequence");
+}
+
 inline void check_state_size(const LstmConfig& config, int64_t batch, const char* name) {
   checked_mul(checked_mul(config.num_directions() * config.num_layers, batch, name), config.hidden_size, name);
 }

@@ -20,6 +20,9 @@ void LstmConfig::validate() const {
   if (num_layers < 1) invalid("num_layers must be greater than zero");
   if (proj_size < 0) invalid("proj_size should be a positive integer or zero to disable projections");
   if (proj_size >= hidden_size) invalid("proj_size has to be smaller than hidden_size");
+  if (reverse && bidirectional) {
+    invalid("reverse: a single direction that runs backwards; a bidirectional LSTM has both directions already");
+  }
   if (!(dropout >= 0 && dropout <= 1)) {  // NaN too
     invalid("dropout should be a number in range [0, 1] representing the probability of an element being zeroed");
   }
@@ -39,7 +42,8 @@ void LstmConfig::validate() const {
 
 bool LstmConfig::same_parameters(const LstmConfig& other) const {
   return input_size == other.input_size && hidden_size == other.hidden_size && num_layers == other.num_layers &&
-         bias == other.bias && bidirectional == other.bidirectional && proj_size == other.proj_size;
+         bias == other.bias && bidirectional == other.bidirectional && proj_size == other.proj_size &&
+         reverse == other.reverse && peephole == other.peephole;
 }
 
 }  // namespace fastlstm

@@ -75,7 +75,12 @@ LstmOptions resolve_for(const LstmOptions& options) {
 // The one place that maps a device to its backend.
 template <typename T>
 std::unique_ptr<Backend<T>> make_backend(const LstmConfig& config, const LstmOptions& options) {
-  if (options.device.kind == DeviceKind::cuda) return make_cuda_backend<T>(config, options);
+  if (options.device.kind == DeviceKind::cuda) {
+    // ONNX's operator features beyond torch run on the CPU backend only.
+    if (config.reverse) invalid("reverse: a reverse LSTM runs on the CPU, not on " + options.device.str());
+    if (config.peephole) invalid("peephole: an LSTM with peepholes runs on the CPU, not on " + options.device.str());
+    return make_cuda_backend<T>(config, options);
+  }
   return make_cpu_backend<T>(config, options);
 }
 

@@ -29,10 +29,7 @@ using arguments::span_of;
 template <typename T>
 typename Lstm<T>::State Lstm<T>::make_state(int64_t batch_size) const {
   const LstmConfig& cfg = config();
-  if (cfg.bidirectional) {
-    invalid("streaming needs a unidirectional model: the reverse direction of a bidirectional LSTM needs the "
-            "whole sequence");
-  }
+  arguments::check_streamable(cfg, "streaming");
   if (batch_size < 0) invalid("batch_size: must be >= 0, got " + std::to_string(batch_size));
   check_state_size(cfg, batch_size, "batch_size");
   State state{allocate({cfg.num_layers, batch_size, cfg.output_size()}, device()),

@@ -25,10 +25,7 @@ UnknownStream::UnknownStream(StreamId id)
 template <typename T>
 StreamPool<T>::StreamPool(const Lstm<T>& model, int64_t capacity) : model_(&model), capacity_(capacity) {
   const LstmConfig& cfg = model.config();
-  if (cfg.bidirectional) {
-    invalid("stream_pool: needs a unidirectional model: the reverse direction of a bidirectional LSTM needs the "
-            "whole sequence");
-  }
+  arguments::check_streamable(cfg, "stream_pool:");
   if (!model.device().is_cpu()) invalid("stream_pool: needs a model on the CPU, got one on " + model.device().str());
   if (capacity < 1) invalid("capacity: must be >= 1, got " + std::to_string(capacity));
   layers_ = cfg.num_layers;

@@ -15,7 +15,7 @@ std::vector<ParameterSpec> parameter_specs(const LstmConfig& config) {
   const int64_t H = config.hidden_size, P = config.output_size();
   // Reserved at once: a configuration of absurdly many layers fails here with std::bad_alloc
   // instead of growing the list until the system runs out of memory.
-  const int64_t per_direction = 2 + (config.bias ? 2 : 0) + (config.proj_size > 0 ? 1 : 0);
+  const int64_t per_direction = 2 + (config.bias ? 2 : 0) + (config.proj_size > 0 ? 1 : 0) + (config.peephole ? 1 : 0);
   std::vector<ParameterSpec> specs;
   specs.reserve(static_cast<size_t>(
       checked_mul(checked_mul(config.num_layers, config.num_directions(), "num_layers"), per_direction, "num_layers")));
@@ -32,6 +32,7 @@ std::vector<ParameterSpec> parameter_specs(const LstmConfig& config) {
         add("bias_hh", ParameterKind::bias_hh, {4 * H});
       }
       if (config.proj_size > 0) add("weight_hr", ParameterKind::weight_hr, {P, H});
+      if (config.peephole) add("peephole", ParameterKind::peephole, {3 * H});
     }
   }
   return specs;

@@ -69,19 +69,11 @@ def onnx_node_cases():
     return recorded
 
 
-# Operator features the engine does not run yet: these cases must be refused by name.
-NOT_YET = {"test_lstm_with_peepholes": "peephole", "test_lstm_reverse": "reverse"}
-
-
 @pytest.mark.parametrize("case", onnx_node_cases(), ids=lambda case: case[0])
 def test_onnx_node_test_cases(case):
     name, node, inputs, outputs = case
     model = one_node_model(node, {n: a for n, a in zip([i for i in node.input if i], inputs)})
     fn = fastlstm.onnx_lstm(model)
-    if name in NOT_YET:
-        with pytest.raises(fastlstm.OnnxImportError, match=NOT_YET[name]):
-            call_with_node_inputs(fn, node, inputs)
-        return
     got = call_with_node_inputs(fn, node, inputs)
     produced = [got[k] for k, output in enumerate(node.output) if output]
     assert len(produced) == len(outputs)
@@ -92,11 +84,12 @@ def test_onnx_node_test_cases(case):
 
 def test_the_node_cases_were_found():
     names = {case[0] for case in onnx_node_cases()}
-    assert {"test_lstm_defaults", "test_lstm_with_initial_bias", "test_lstm_batchwise"} <= names
+    assert {"test_lstm_defaults", "test_lstm_with_initial_bias", "test_lstm_batchwise", "test_lstm_with_peepholes",
+            "test_lstm_reverse", "test_lstm_bidirectional"} <= names
 
 
 # ----------------------------------------------------------------------------- against ONNX Runtime
-def random_case(rng, direction, layout, bias, lengths, initial, weights_fixed, dtype=np.float32):
+def random_case(rng, direction, layout, bias, lengths, initial, weights_fixed, dtype=np.float32, peepholes=False):
     """A one-node graph of random sizes and weights with `layout`, the inputs it is fed, and the same
     node with layout 0 (ONNX Runtime runs only that) and its inputs."""
     D = 2 if direction == "bidirectional" else 1
@@ -113,7 +106,9 @@ def random_case(rng, direction, layout, bias, lengths, initial, weights_fixed, d
     if initial:
         arrays["initial_h"] = rng.standard_normal((D, N, H)).astype(dtype)
         arrays["initial_c"] = rng.standard_normal((D, N, H)).astype(dtype)
-    names = ["X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c"]
+    if peepholes:
+        arrays["P"] = (0.5 * rng.standard_normal((D, 3 * H))).astype(dtype)
+    names = ["X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P"]
     node_inputs = [n if n in arrays else "" for n in names]
     while node_inputs and not node_inputs[-1]:
         node_inputs.pop()
@@ -121,7 +116,7 @@ def random_case(rng, direction, layout, bias, lengths, initial, weights_fixed, d
     def graph(node_layout, values):
         node = helper.make_node("LSTM", node_inputs, ["Y", "Y_h", "Y_c"], hidden_size=H, direction=direction,
                                 layout=node_layout)
-        fixed = {n: a for n, a in values.items() if weights_fixed and n in ("W", "R", "B")}
+        fixed = {n: a for n, a in values.items() if weights_fixed and n in ("W", "R", "B", "P")}
         fed = {n: a for n, a in values.items() if n not in fixed}
         return one_node_model(node, fed, fixed), fed
 
@@ -141,17 +136,19 @@ def as_layout(outputs, layout):
     return Y.transpose(2, 0, 1, 3), Y_h.swapaxes(0, 1), Y_c.swapaxes(0, 1)
 
 
-@pytest.mark.parametrize("direction", ["forward", "bidirectional"])
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
 @pytest.mark.parametrize("layout", [0, 1])
 @pytest.mark.parametrize("lengths", [False, True])
 @pytest.mark.parametrize("initial", [False, True])
+@pytest.mark.parametrize("peepholes", [False, True])
 @pytest.mark.parametrize("weights_fixed", [True, False])
-def test_random_one_node_graphs_agree_with_onnx_runtime(direction, layout, lengths, initial, weights_fixed):
+def test_random_one_node_graphs_agree_with_onnx_runtime(direction, layout, lengths, initial, peepholes, weights_fixed):
     ort = pytest.importorskip("onnxruntime")
-    rng = np.random.default_rng([layout, lengths, initial, weights_fixed, direction == "forward"])
+    rng = np.random.default_rng([layout, lengths, initial, peepholes, weights_fixed, len(direction)])
     for trial in range(3):
         (model, fed), (reference, reference_fed) = random_case(
-            rng, direction, layout, bias=trial != 1, lengths=lengths, initial=initial, weights_fixed=weights_fixed)
+            rng, direction, layout, bias=trial != 1, lengths=lengths, initial=initial, weights_fixed=weights_fixed,
+            peepholes=peepholes)
         session = ort.InferenceSession(reference.SerializeToString(), providers=["CPUExecutionProvider"])
         expected = as_layout(session.run(None, reference_fed), layout)
         got = fastlstm.onnx_lstm(model)(**fed)
@@ -166,7 +163,7 @@ def test_the_operator_in_float64_against_onnx_reference():
 
     rng = np.random.default_rng(5)
     (model, fed), _ = random_case(rng, "bidirectional", 0, bias=True, lengths=False, initial=True,
-                                  weights_fixed=True, dtype=np.float64)
+                                  weights_fixed=True, dtype=np.float64, peepholes=True)
     expected = ReferenceEvaluator(model).run(None, fed)
     got = fastlstm.onnx_lstm(model)(**fed)
     assert got[0].dtype == np.float64

@@ -83,6 +83,13 @@ class CpuBackend final : public Backend<T> {
     for (int64_t layer = 0; layer < config_.num_layers; ++layer) {
       PreparedLayer& prepared = layers[static_cast<size_t>(layer)];
       prepared.bias.assign(static_cast<size_t>(D * 4 * H), T(0));
+      if (config_.peephole) {
+        prepared.peepholes.resize(static_cast<size_t>(D * 3 * H));
+        for (int64_t dir = 0; dir < D; ++dir) {
+          const auto& values = weights.find(layer, dir, ParameterKind::peephole)->values;
+          std::copy(values.begin(), values.end(), prepared.peepholes.begin() + dir * 3 * H);
+        }
+      }
       // Gate-interleaved copies of both directions' matrices: their values, or an int8 model's
       // codes and row scales.
       GateRows<T> ih(D * 4 * H, config_.layer_input_size(layer));
@@ -166,7 +173,7 @@ class CpuBackend final : public Backend<T> {
       input_rows = compact;
     }
 
-    if (D == 1 && L > 1) {
+    if (D == 1 && !config_.reverse && L > 1) {  // chunks run from the first step
       forward_chunk_by_chunk(request, rows, input, input_rows);
     } else {
       forward_layer_by_layer(request, rows, input, input_rows);
@@ -294,6 +301,7 @@ class CpuBackend final : public Backend<T> {
   };
   struct PreparedLayer {
     AlignedVector<T> bias;  // (D * 4H): b_ih + b_hh, interleaved
+    AlignedVector<T> peepholes;  // (D, 3, H): p_i, p_f, p_o by unit; empty without peepholes
     std::vector<ThreadWeights> threads;
     bool balanced = false;  // threads take each other's unstarted blocks at every step
   };

@@ -91,7 +91,8 @@ struct LayerRun {
         // 1. Input projections of the chunk's steps (the reverse direction's chunk runs backwards
         //    from the end), this thread's gate columns: the ones its recurrence reads.
         for (int64_t dir = 0; dir < D; ++dir) {
-          const int64_t t0 = dir == 0 ? c0 : steps - c1, t1 = dir == 0 ? c1 : steps - c0;
+          const bool backwards = config().runs_backwards(dir);
+          const int64_t t0 = backwards ? steps - c1 : c0, t1 = backwards ? steps - c0 : c1;
           gate_rows[dir] = plan.gate_layout(*this, t0, t1);
           const auto [lo, hi] = share.direction_columns(dir, config().hidden_size);
           if (lo < hi) project_inputs(plan, t0, t1, lo, own.w_ih[dir], scratch);
@@ -102,7 +103,7 @@ struct LayerRun {
         for (int64_t s = c0; s < c1; ++s) {
           for (int64_t dir = 0; dir < D; ++dir) {
             if (balanced || share.blocks[dir].first < share.blocks[dir].second) {
-              step(thread, dir, dir == 0 ? s : steps - 1 - s, s - s0, gate_rows[dir], scratch);
+              step(thread, dir, time_of(dir, s), s - s0, gate_rows[dir], scratch);
             }
           }
           // The run's last step needs no barrier after it: the pool's run() waits for every thread.
@@ -111,7 +112,7 @@ struct LayerRun {
             if (backend.split_.step_barriers) backend.pool_.barrier();  // the projection reads every unit
             for (int64_t dir = 0; dir < D; ++dir) {
               const auto [q0, q1] = share.outputs[dir];
-              if (q0 < q1) project(dir, dir == 0 ? s : steps - 1 - s, q0, own.w_hr[dir], scratch);
+              if (q0 < q1) project(dir, time_of(dir, s), q0, own.w_hr[dir], scratch);
             }
           }
           if (backend.split_.step_barriers && !last) backend.pool_.barrier();
@@ -121,6 +122,9 @@ struct LayerRun {
     backend.pool_.run(task);
     store_final_state();
   }
+
+  // The time of direction `dir`'s s-th step.
+  int64_t time_of(int64_t dir, int64_t s) const { return config().runs_backwards(dir) ? steps - 1 - s : s; }
 
   // gates[steps t0..t1, the columns from lo that w_ih has rows for] = bias + x W_ih^T, in
   // plan.gate_layout's row order.
@@ -191,7 +195,7 @@ struct LayerRun {
     // Rows continuing from the previous step read its output; rows starting here read h_0. Both
     // are packed once for all blocks (every thread's weights share the depth blocking), or read
     // in place where they are one row.
-    const int64_t prev_t = dir == 0 ? t - 1 : t + 1;
+    const int64_t prev_t = config().runs_backwards(dir) ? t + 1 : t - 1;
     const int64_t continuing =
         (prev_t < 0 || prev_t >= steps) ? 0 : std::min(active, batch_sizes[prev_t]);
     const PackedWeights<T>& own = weights().threads[static_cast<size_t>(thread)].w_hh[dir];
@@ -262,13 +266,19 @@ struct LayerRun {
     const int64_t H = config().hidden_size, P = config().output_size();
     const int64_t index = layer * config().num_directions() + dir;
     const bool projected = config().proj_size > 0;
+    const T* peepholes = weights().peepholes.empty() ? nullptr : weights().peepholes.data() + dir * 3 * H;
     for (int64_t n = 0; n < batch_sizes[t]; ++n) {
       T* cell = request.c_n + request.final_state_row(index, n) * H;
       T* hidden = projected ? backend.projected_input_.data() + (dir * batch + n) * H
                             : output + output_rows.offset(t) + n * output_rows.row_stride + dir * P;
       for (int64_t b = b0; b < b1; ++b) {
-        const int64_t unit = backend.split_.blocks[dir].start(b);
-        update_cell(step_gates + n * ldc + 4 * unit, backend.split_.blocks[dir].width(b), cell + unit, hidden + unit);
+        const int64_t unit = backend.split_.blocks[dir].start(b), width = backend.split_.blocks[dir].width(b);
+        const T* gates = step_gates + n * ldc + 4 * unit;
+        if (peepholes) {
+          update_cell_with_peepholes(gates, width, peepholes + unit, H, cell + unit, hidden + unit);
+        } else {
+          update_cell(gates, width, cell + unit, hidden + unit);
+        }
       }
     }
   }
@@ -289,8 +299,8 @@ struct LayerRun {
     for (int64_t dir = 0; dir < D; ++dir) {
       const int64_t index = layer * D + dir;
       for (int64_t n = 0; n < batch; ++n) {
-        // The reverse direction ends at t = 0; the forward one at each row's own last step.
-        const int64_t t = dir == 0 ? backend.last_step_[static_cast<size_t>(n)] : 0;
+        // A backwards direction ends at t = 0; a forward one at each row's own last step.
+        const int64_t t = config().runs_backwards(dir) ? 0 : backend.last_step_[static_cast<size_t>(n)];
         if (t < s0 || t >= s1) continue;
         std::copy_n(output + output_rows.offset(t) + n * output_rows.row_stride + dir * P, P,
                     request.h_n + request.final_state_row(index, n) * P);

@@ -71,6 +71,10 @@ void apply_metadata(const std::map<std::string, std::string>& metadata, ModelFil
     stated.bias = metadata_bool(metadata, "bias");
     stated.bidirectional = metadata_bool(metadata, "bidirectional");
     stated.proj_size = metadata_int(metadata, "proj_size");
+    // Beyond torch's configuration: absent in files of other tools and of earlier versions.
+    stated.peephole = metadata.count("peephole") ? metadata_bool(metadata, "peephole") : info.config.peephole;
+    stated.reverse = metadata.count("reverse") ? metadata_bool(metadata, "reverse") : false;
+    info.config.reverse = stated.reverse;  // the tensors cannot tell it
     const LstmConfig& found = info.config;
     if (!stated.same_parameters(found)) {
       invalid("the metadata describes an LSTM with " + config_string(stated) + " but the tensors hold one with " +

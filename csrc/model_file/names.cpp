@@ -20,6 +20,8 @@ std::string config_string(const LstmConfig& c) {
   out << "input_size=" << c.input_size << ", hidden_size=" << c.hidden_size << ", num_layers=" << c.num_layers
       << ", bias=" << (c.bias ? "True" : "False") << ", bidirectional=" << (c.bidirectional ? "True" : "False")
       << ", proj_size=" << c.proj_size;
+  if (c.reverse) out << ", reverse=True";
+  if (c.peephole) out << ", peephole=True";
   return out.str();
 }
 
@@ -38,7 +40,8 @@ bool parse_parameter_name(const std::string& name, ParsedName* out) {
                                                                 {"weight_hh", ParameterKind::weight_hh},
                                                                 {"bias_ih", ParameterKind::bias_ih},
                                                                 {"bias_hh", ParameterKind::bias_hh},
-                                                                {"weight_hr", ParameterKind::weight_hr}};
+                                                                {"weight_hr", ParameterKind::weight_hr},
+                                                                {"peephole", ParameterKind::peephole}};
   for (const auto& [stem, kind] : kinds) {
     const size_t n = std::strlen(stem);
     if (name.compare(0, n, stem) != 0) continue;
@@ -133,6 +136,7 @@ StateDictLstm infer_lstm(const std::map<std::string, std::vector<int64_t>>& shap
     layers.insert(parsed.layer);
     config.bidirectional = config.bidirectional || parsed.direction == 1;
     config.bias = config.bias || parsed.kind == ParameterKind::bias_ih || parsed.kind == ParameterKind::bias_hh;
+    config.peephole = config.peephole || parsed.kind == ParameterKind::peephole;
     if (parsed.kind == ParameterKind::weight_hr && !proj_shape) proj_shape = &shapes.at(key);
   }
   auto missing = [&](const std::string& name) -> std::string {

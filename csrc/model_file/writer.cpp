@@ -122,6 +122,8 @@ std::string file_header(const LstmWeights<T>& weights, WeightFormat format, int 
       {"proj_size", std::to_string(c.proj_size)},
       {"dropout", exact_decimal(c.dropout)},
       {"dtype", dtype_name(dtype_of<T>())}};
+  if (c.reverse) metadata.emplace_back("reverse", "true");
+  if (c.peephole) metadata.emplace_back("peephole", "true");
   if (format != WeightFormat::native) metadata.emplace_back("weight_format", weight_format_name<T>(format));
   if (format == WeightFormat::int8) metadata.emplace_back("int8_input_bits", std::to_string(int8_input_bits));
   std::string json = "{\"__metadata__\":{";

@@ -17,6 +17,8 @@ inline LstmConfig config_from_dict(const pybind11::dict& values) {
   config.bidirectional = values["bidirectional"].cast<bool>();
   config.proj_size = values["proj_size"].cast<int64_t>();
   config.dropout = values["dropout"].cast<double>();
+  if (values.contains("reverse")) config.reverse = values["reverse"].cast<bool>();
+  if (values.contains("peephole")) config.peephole = values["peephole"].cast<bool>();
   return config;
 }
 
@@ -30,6 +32,8 @@ inline pybind11::dict config_dict(const LstmConfig& config) {
   result["bidirectional"] = config.bidirectional;
   result["proj_size"] = config.proj_size;
   result["dropout"] = config.dropout;
+  result["reverse"] = config.reverse;
+  result["peephole"] = config.peephole;
   return result;
 }
 

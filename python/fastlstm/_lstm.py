@@ -25,7 +25,7 @@ __all__ = ["LSTM", "IncompatibleKeys"]
 # What _configure sets: the configuration (the engine's) and the model's own state.
 _FIXED_ATTRIBUTES = frozenset((
     "input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional", "proj_size",
-    "_dtype", "_engine", "_parameter_shapes", "_allow_tf32",
+    "reverse", "peephole", "_dtype", "_engine", "_parameter_shapes", "_allow_tf32",
 ))
 
 
@@ -68,6 +68,11 @@ class LSTM(ParameterAccess, Forward, EnginePlacement):
         num_threads: threads used by a forward pass on the CPU; None uses every available core.
         allow_tf32: on a GPU, let cuBLAS use TF32 tensor cores (faster, ~1e-3 accurate); float32
             math by default.
+        reverse: beyond torch (ONNX's direction "reverse"): the one direction runs from the last
+            step to the first; not with bidirectional. CPU only; no streaming.
+        peephole: beyond torch (ONNX's P): each layer and direction has ``peephole_l{k}``
+            (3 * hidden_size: p_i, p_f, p_o), adding p_i * c_{t-1} to the input gate and p_f *
+            c_{t-1} to the forget gate, p_o * c_t to the output gate, before their sigmoids. CPU only.
 
     Example:
         >>> import numpy as np, fastlstm
@@ -87,6 +92,8 @@ class LSTM(ParameterAccess, Forward, EnginePlacement):
     dropout: float
     bidirectional: bool
     proj_size: int
+    reverse: bool
+    peephole: bool
     _dtype: np.dtype
     _engine: Any  # the compiled LstmFloat32 / LstmFloat64: the CPU core's, or on a GPU the CUDA module's
     _parameter_shapes: "OrderedDict[str, Tuple[int, ...]]"
@@ -107,10 +114,13 @@ class LSTM(ParameterAccess, Forward, EnginePlacement):
         dtype: Any = np.float32,
         num_threads: Optional[int] = None,
         allow_tf32: bool = False,
+        reverse: bool = False,
+        peephole: bool = False,
     ) -> None:
         config = dict(
             input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, bias=bias,
             batch_first=batch_first, dropout=dropout, bidirectional=bidirectional, proj_size=proj_size,
+            reverse=reverse, peephole=peephole,
         )
         cuda_index = self._configure(config, device=device, dtype=dtype, num_threads=num_threads, allow_tf32=allow_tf32)
         self.reset_parameters()
@@ -127,7 +137,8 @@ class LSTM(ParameterAccess, Forward, EnginePlacement):
         allow_tf32: bool = False,
         engine: Any = None,
     ) -> Optional[int]:
-        """Checks `config` (``__init__``'s first eight arguments by name) and the rest, and sets
+        """Checks `config` (``__init__``'s first eight arguments by name, and reverse and peephole
+        where given) and the rest, and sets
         up the model on a new engine holding zeros, or on `engine` (built with this configuration);
         returns the CUDA device index asked for, if any. ``__init__`` then draws the weights; the
         constructors from weights set theirs instead."""
@@ -151,6 +162,8 @@ class LSTM(ParameterAccess, Forward, EnginePlacement):
         bias = check_bool(bias, "bias")
         batch_first = check_bool(batch_first, "batch_first")
         bidirectional = check_bool(bidirectional, "bidirectional")
+        reverse = check_bool(config.get("reverse", False), "reverse")
+        peephole = check_bool(config.get("peephole", False), "peephole")
         # Types are checked here (the engine takes only ints and bools); values by the engine,
         # whose messages are torch's.
         input_size = check_int(input_size, "input_size")
@@ -173,7 +186,7 @@ class LSTM(ParameterAccess, Forward, EnginePlacement):
             engine = _ENGINES[dt](
                 dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, bias=bias,
                      batch_first=batch_first, bidirectional=bidirectional, proj_size=proj_size,
-                     dropout=float(dropout)),
+                     dropout=float(dropout), reverse=reverse, peephole=peephole),
                 threads,
             )
         # The attributes are the engine's configuration, whatever built it: one source of truth.
@@ -355,10 +368,12 @@ class LSTM(ParameterAccess, Forward, EnginePlacement):
         the first layer (torch's export of batch_first=True); dtype defaults to the weights'
         (float64, else float32).
 
+        direction "reverse" gives reverse=True, peephole weights P that are not all zero
+        peephole=True (both CPU only).
+
         Raises fastlstm.OnnxImportError naming what it cannot take: no LSTM node, an unknown node,
         several chains and no name, missing or misshaped weights, layers that do not stack, or an
-        attribute fastlstm does not run (activations other than the defaults, clip, input_forget,
-        direction reverse alone, peephole weights that are not zero)."""
+        attribute fastlstm does not run (activations other than the defaults, clip, input_forget)."""
         config, state_dict, weights_dtype = _onnx.model_from_onnx(model_or_path, node)
         return _onnx.build_model(config, state_dict, weights_dtype if dtype is None else dtype, num_threads)
 
@@ -377,6 +392,10 @@ class LSTM(ParameterAccess, Forward, EnginePlacement):
             s += f", dropout={self.dropout}"
         if self.bidirectional is not False:
             s += f", bidirectional={self.bidirectional}"
+        if self.reverse:
+            s += ", reverse=True"
+        if self.peephole:
+            s += ", peephole=True"
         return s
 
     def __repr__(self) -> str:
@@ -388,6 +407,8 @@ class LSTM(ParameterAccess, Forward, EnginePlacement):
             bias=self.bias, batch_first=self.batch_first, dropout=self.dropout,
             bidirectional=self.bidirectional, proj_size=self.proj_size, dtype=self._dtype.name,
         )
+        if self.reverse or self.peephole:
+            config.update(reverse=self.reverse, peephole=self.peephole)
         if self.device != "cpu":
             config.update(device=self.device, allow_tf32=self._allow_tf32)
         if self.weight_format != self._dtype.name:

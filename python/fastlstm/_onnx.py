@@ -171,9 +171,9 @@ def layer_weights(
     layer: int = 0, input_size: Optional[int] = None,
 ) -> Dict[str, np.ndarray]:
     """torch's parameters of one layer (``weight_ih_l{layer}`` ...; ``_reverse`` for a
-    bidirectional node's second direction) from the operator's W, R, B; shapes checked against
-    hidden_size and each other. Raises OnnxImportError for peepholes that are not all zero (not
-    supported) and for a single direction that runs in reverse."""
+    bidirectional node's second direction; ``peephole_l{layer}`` (p_i, p_f, p_o) where P is given
+    and not all zero) from the operator's W, R, B, P; shapes checked against hidden_size and each
+    other."""
     where = node.describe()
     H, D = node.hidden_size, node.num_directions
     W = np.asarray(W)
@@ -186,10 +186,6 @@ def layer_weights(
         B = _check_shape(B, (D, 8 * H), "B", where)
     if P is not None:
         P = _check_shape(P, (D, 3 * H), "P", where)
-        if np.any(P != 0):
-            raise OnnxImportError(f"{where}: peephole weights (P) are not supported")
-    if node.direction == "reverse":
-        raise OnnxImportError(f"{where}: direction='reverse' (a single direction that runs backwards) is not supported")
     weights: Dict[str, np.ndarray] = {}
     for d in range(D):
         suffix = f"_l{layer}" + ("_reverse" if d == 1 else "")
@@ -198,7 +194,15 @@ def layer_weights(
         if B is not None:
             weights["bias_ih" + suffix] = _torch_gate_order(B[d, : 4 * H], H)
             weights["bias_hh" + suffix] = _torch_gate_order(B[d, 4 * H :], H)
+        if has_peepholes(P):
+            p_i, p_o, p_f = np.asarray(P)[d].reshape(3, H)
+            weights["peephole" + suffix] = np.concatenate([p_i, p_f, p_o])
     return weights
+
+
+def has_peepholes(P: Optional[np.ndarray]) -> bool:
+    """Whether P makes a difference: absent or all zero, the model runs without peepholes."""
+    return P is not None and bool(np.any(np.asarray(P) != 0))
 
 
 def _fixed(node: LstmNode, op: str) -> Optional[np.ndarray]:
@@ -291,6 +295,7 @@ def model_from_onnx(model_or_path: PathOrModel, node: Optional[str]) -> Tuple[Di
     input_size = None
     dtype = None
     has_bias = None
+    peephole = None
     for layer, lstm in enumerate(nodes):
         where = lstm.describe()
         if (lstm.hidden_size, lstm.direction) != (first.hidden_size, first.direction):
@@ -304,6 +309,9 @@ def model_from_onnx(model_or_path: PathOrModel, node: Optional[str]) -> Tuple[Di
         if (B is not None) != (has_bias if has_bias is not None else B is not None):
             raise OnnxImportError(f"{where}: B is given for some layers and not for others")
         has_bias = B is not None
+        if peephole is not None and has_peepholes(P) != peephole:
+            raise OnnxImportError(f"{where}: peephole weights (P) are given for some layers and not for others")
+        peephole = has_peepholes(P)
         expected_input = None if layer == 0 else first.num_directions * first.hidden_size
         state_dict.update(layer_weights(lstm, W, R, B, P, layer, expected_input))
         if layer == 0:
@@ -312,7 +320,8 @@ def model_from_onnx(model_or_path: PathOrModel, node: Optional[str]) -> Tuple[Di
     config = dict(
         input_size=input_size, hidden_size=first.hidden_size, num_layers=len(nodes), bias=bool(has_bias),
         batch_first=first.layout == 1 or _transposed_graph_input(graph, first.inputs["X"]),
-        bidirectional=first.direction == "bidirectional",
+        bidirectional=first.direction == "bidirectional", reverse=first.direction == "reverse",
+        peephole=bool(peephole),
     )
     return config, state_dict, dtype
 
@@ -374,6 +383,7 @@ class OnnxLstm:
             config = dict(
                 input_size=int(W.shape[2]), hidden_size=self.node.hidden_size, num_layers=1, bias=B is not None,
                 batch_first=self.node.layout == 1, bidirectional=self.node.direction == "bidirectional",
+                reverse=self.node.direction == "reverse", peephole=has_peepholes(P),
             )
             dtype = np.float64 if W.dtype == np.float64 else np.float32
             self._model = build_model(config, layer_weights(self.node, W, R, B, P), dtype, self._num_threads)

@@ -12,6 +12,7 @@
 using fastlstm::FileError;
 using fastlstm::InvalidArgument;
 using fastlstm::Lstm;
+using fastlstm::LstmWeights;
 using fastlstm::TensorView;
 using fastlstm_test::check_close;
 using fastlstm_test::make_config;
@@ -104,4 +105,45 @@ TEST_CASE("model file: dropout is written and read as '0.25' whatever the progra
   std::locale::global(before);
   CHECK(bytes.find("\"dropout\":\"0.25\"") != std::string::npos);
   CHECK(loaded == 0.25);
+}
+
+TEST_CASE("model file: a reverse model with peepholes keeps both, and runs backwards from C++") {
+  TempDir dir;
+  const std::string path = (dir.path / "reverse.safetensors").string();
+  auto config = make_config(3, 5, 2);
+  config.reverse = true;
+  config.peephole = true;
+  const Lstm<float> model(random_weights<float>(config, 43), 2);
+  CHECK(model.weights().find("peephole_l1") != nullptr);
+  CHECK(model.weights().find("peephole_l1")->spec.shape == std::vector<int64_t>{15});
+  model.save(path);
+  const Lstm<float> loaded = Lstm<float>::load(path, "", 1);
+  CHECK(loaded.config().reverse);
+  CHECK(loaded.config().peephole);
+
+  const auto x = random_values<float>(2 * 3 * 3, 44);
+  const auto a = model.forward(TensorView<const float>(x.data(), {2, 3, 3}));
+  const auto b = loaded.forward(TensorView<const float>(x.data(), {2, 3, 3}));
+  check_close(b.output, std::vector<double>(a.output.data(), a.output.data() + a.output.numel()), 0.0);
+  auto forward_config = config;
+  forward_config.reverse = false;
+  LstmWeights<float> same_weights(forward_config);
+  for (size_t i = 0; i < same_weights.parameters().size(); ++i) {
+    same_weights.parameters()[i].values = model.weights().parameters()[i].values;
+  }
+  const Lstm<float> forward(std::move(same_weights), 1);
+  // The reverse model's output is the forward model's on x reversed in time, reversed.
+  std::vector<float> flipped(x.size());
+  for (int64_t t = 0; t < 2; ++t) std::copy_n(x.data() + (1 - t) * 9, 9, flipped.data() + t * 9);
+  const auto c = forward.forward(TensorView<const float>(flipped.data(), {2, 3, 3}));
+  for (int64_t t = 0; t < 2; ++t) {
+    for (int64_t k = 0; k < 15; ++k) CHECK(std::abs(a.output.data()[t * 15 + k] - c.output.data()[(1 - t) * 15 + k]) < 1e-6f);
+  }
+  CHECK_THROWS_AS(model.make_state(1), InvalidArgument);
+}
+
+TEST_CASE("config: reverse with bidirectional is InvalidArgument naming reverse") {
+  auto config = make_config(3, 5, 1, true);
+  config.reverse = true;
+  CHECK_THROWS_WITH_AS(config.validate(), doctest::Contains("reverse"), InvalidArgument);
 }

@@ -13,11 +13,19 @@ struct LstmConfig {
   bool batch_first = false;  // input and output are (N, L, features) instead of (L, N, features)
   bool bidirectional = false;
   int64_t proj_size = 0;  // > 0: h is projected to proj_size by weight_hr
+  // Beyond torch, for ONNX's LSTM operator: one direction that runs from the last step to the
+  // first (direction "reverse"; not with bidirectional), and peephole weights (peephole_l{k},
+  // 3 * hidden_size: i, f, o), which add p_i * c_{t-1} to i, p_f * c_{t-1} to f and p_o * c_t to
+  // o before their sigmoids.
+  bool reverse = false;
+  bool peephole = false;
   // Between layers in training. Inference applies none (torch's eval mode); it is kept so that a
   // saved model keeps the value its constructor was given.
   double dropout = 0.0;
 
   int64_t num_directions() const { return bidirectional ? 2 : 1; }
+  // Whether direction `direction` (0, or 1 of a bidirectional model) runs from the last step.
+  bool runs_backwards(int64_t direction) const { return direction == 1 || reverse; }
   // H_out: the size of h and of each direction's output.
   int64_t output_size() const { return proj_size > 0 ? proj_size : hidden_size; }
   // The width of the input that layer `layer` reads.
@@ -26,10 +34,11 @@ struct LstmConfig {
   }
 
   // Throws InvalidArgument naming the first bad field (sizes < 1, proj_size outside
-  // [0, hidden_size), dropout outside [0, 1], sizes whose buffers would overflow).
+  // [0, hidden_size), dropout outside [0, 1], reverse with bidirectional, sizes whose buffers
+  // would overflow).
   void validate() const;
-  // Whether `other` has the same parameters, of the same shapes: every field but batch_first and
-  // dropout, which the weights cannot tell.
+  // Whether `other` has the same parameters, of the same shapes, and runs them the same way: every
+  // field but batch_first and dropout, which the weights cannot tell.
   bool same_parameters(const LstmConfig& other) const;
 };
 

@@ -160,7 +160,7 @@ class Lstm {
     int64_t batch_size() const { return h.shape()[1]; }
   };
 
-  // A zero state. Throws InvalidArgument for a bidirectional model (its reverse direction needs
+  // A zero state. Throws InvalidArgument for a bidirectional or reverse model (its reverse direction needs
   // the whole sequence). Thread safety: one State per stream; many streams may share one model.
   State make_state(int64_t batch_size = 1) const;
   // Sets a state to `values` (the state's shapes, host memory or the model's device), or zeros.

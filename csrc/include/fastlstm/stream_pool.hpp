@@ -44,7 +44,7 @@ class StreamPool {
  public:
   // Room for `capacity` streams of `model`, which must be unidirectional, on the CPU, and outlive
   // the pool (its weights may change meanwhile: the streams go on with the new ones). The states
-  // are allocated here: steps allocate nothing. Throws InvalidArgument for a bidirectional or GPU
+  // are allocated here: steps allocate nothing. Throws InvalidArgument for a bidirectional, reverse or GPU
   // model, or a capacity < 1 or beyond what memory can index.
   StreamPool(const Lstm<T>& model, int64_t capacity);
 

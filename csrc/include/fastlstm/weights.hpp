@@ -9,7 +9,7 @@
 
 namespace fastlstm {
 
-enum class ParameterKind { weight_ih, weight_hh, bias_ih, bias_hh, weight_hr };
+enum class ParameterKind { weight_ih, weight_hh, bias_ih, bias_hh, weight_hr, peephole };
 
 // One named parameter and its shape, e.g. weight_hh_l1_reverse: (4 * hidden_size, H_out).
 struct ParameterSpec {
