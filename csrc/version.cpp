@@ -1,13 +1,8 @@
 // Build facts, and the check that this CPU runs the instruction set the core was built for.
 #include "fastlstm/version.hpp"
 
-#include <algorithm>
 #include <string>
-#include <thread>
 
-#if defined(__linux__)
-#include <sched.h>
-#endif
 
 #include "cpu_check.hpp"
 #include "fastlstm/error.hpp"
@@ -39,16 +34,5 @@ std::string compiler() {
   return "unknown";
 #endif
 }
-
-int default_num_threads() {
-#if defined(__linux__)
-  // The cores this process may run on (a container's CPU set), not every core of the host.
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
-#endif
-  const unsigned cores = std::thread::hardware_concurrency();
-  return cores == 0 ? 1 : static_cast<int>(cores);
-}
-
 
 }  // namespace fastlstm

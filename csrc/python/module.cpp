@@ -145,5 +145,9 @@ PYBIND11_MODULE(FASTLSTM_MODULE_NAME, m) {
   m.def("simd_level", &fastlstm::simd_level);
   m.def("compiler", &fastlstm::compiler);
   m.def("default_num_threads", &fastlstm::default_num_threads);
+  m.def("thread_budget", [] {
+    const fastlstm::ThreadBudget budget = fastlstm::thread_budget();
+    return std::make_pair(budget.threads, budget.source);
+  });
   m.attr("MAX_THREADS") = fastlstm::kMaxThreads;
 }

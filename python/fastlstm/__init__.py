@@ -77,13 +77,17 @@ def cuda_device_count() -> int:
 
 def build_info() -> dict:
     """Facts about the compiled core: version, compiler, SIMD level, which core of this build runs
-    (``isa``: ``avx512``, ``avx2`` or ``baseline``), default threads, CUDA."""
+    (``isa``: ``avx512``, ``avx2`` or ``baseline``), default threads (what a model takes with
+    num_threads=None) and where that number comes from (FASTLSTM_NUM_THREADS, the affinity mask or
+    the cgroup CPU quota), CUDA."""
+    threads, threads_source = _core.thread_budget()
     return {
         "version": __version__,
         "compiler": _core.compiler(),
         "simd": _core.simd_level(),
         "isa": _native.isa,
-        "default_threads": _core.default_num_threads(),
+        "default_threads": threads,
+        "threads_source": threads_source,
         "cuda": _cuda_build_info(),
     }
 

@@ -14,7 +14,18 @@ std::string compiler();
 // that cannot run the rest of the library (building or loading a model there throws
 // fastlstm::Error with these names); thread-safe, throws nothing.
 const char* missing_cpu_features() noexcept;
-// Threads a model uses when asked for num_threads = 0.
-int default_num_threads();
+// The threads a model uses when asked for num_threads = 0, and where that number comes from (e.g.
+// "2 CPUs in the affinity mask"). In this order: FASTLSTM_NUM_THREADS when it is a positive
+// integer; else the CPUs in this process's affinity mask (a container's CPU set, taskset,
+// os.sched_setaffinity), at most its cgroup's CPU quota rounded up (cgroup v2 cpu.max, v1
+// cpu.cfs_quota_us / cpu.cfs_period_us, the lowest from its cgroup up to the root; the cgroup
+// file system is read at FASTLSTM_CGROUP_ROOT, default /sys/fs/cgroup). Read at each call: a
+// worker process started with another mask or quota gets its own.
+struct ThreadBudget {
+  int threads = 1;
+  std::string source;
+};
+ThreadBudget thread_budget();
+int default_num_threads();  // thread_budget().threads
 
 }  // namespace fastlstm

@@ -119,8 +119,8 @@ def _run(args: argparse.Namespace) -> int:
 
     print(f"fastlstm {info['version']} ({info['compiler']}, {info['simd']})  numpy {vers['numpy']}  "
           f"torch {vers['torch'] or 'not found'}  onnxruntime {vers['onnxruntime'] or 'not found'}")
-    print(f"CPU: {machine['cpu_model']}, {machine['usable_cores']} usable cores; "
-          f"load average {machine['load_average'] or '?'}; {started:%Y-%m-%d %H:%M %Z}")
+    print(f"CPU: {machine['cpu_model']}, {machine['usable_cores']} usable cores; default threads "
+          f"{machine['default_threads']} ({machine['threads_source']}); load average {machine['load_average'] or '?'}; {started:%Y-%m-%d %H:%M %Z}")
     environment = tuning_environment()
     if environment:
         print("environment: " + " ".join(f"{name}={value}" for name, value in environment.items()))

@@ -33,18 +33,21 @@ def machine_info() -> dict:
         load = [round(v, 2) for v in os.getloadavg()]
     except (AttributeError, OSError):
         load = None
+    info = fastlstm.build_info()
     return {
         "cpu_model": model,
         "load_average": load,
         "logical_cores": os.cpu_count(),
         "usable_cores": usable,
+        "default_threads": info["default_threads"],
+        "threads_source": info["threads_source"],
         "platform": platform.platform(),
         "python": platform.python_version(),
     }
 
 
 # Environment variables that change which code the tools run or how many threads they take.
-TUNING_VARIABLES = ("FASTLSTM_ISA", "FASTLSTM_CUDA_GRAPHS", "OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS",
+TUNING_VARIABLES = ("FASTLSTM_ISA", "FASTLSTM_NUM_THREADS", "FASTLSTM_CGROUP_ROOT", "FASTLSTM_CUDA_GRAPHS", "OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS",
                     "OMP_NUM_THREADS", "MKL_NUM_THREADS", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA",
                     "ATEN_CPU_CAPABILITY")
 

@@ -236,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
         print("error: --stream-count and --repeats must be >= 1", file=sys.stderr)
         return 2
     print(f"fastlstm {fastlstm.__version__}  CPU: {machine['cpu_model']}, {machine['usable_cores']} usable cores; "
-          f"{args.stream_count} streams; {args.busy} busy processes beside")
+          f"default threads {machine['default_threads']} ({machine['threads_source']}); {args.stream_count} streams; {args.busy} busy processes beside")
     busy = BusyProcesses(args.busy) if args.busy else None
     rows: List[dict] = []
     try:
