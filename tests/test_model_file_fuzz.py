@@ -30,7 +30,7 @@ CORPUS = FUZZ / "corpus"
 SOURCES = [FUZZ / "fuzz_model_file.cpp", FUZZ / "no_backend.cpp", ROOT / "csrc" / "cuda_unavailable.cpp",
            *sorted((ROOT / "csrc" / "model_file").glob("*.cpp")),
            *(ROOT / "csrc" / name for name in ("lstm.cpp", "lstm_stream.cpp", "cpu_check.cpp", "fork_safety.cpp",
-                                               "config.cpp", "weights.cpp", "version.cpp"))]
+                                               "config.cpp", "weights.cpp", "version.cpp", "thread_budget.cpp"))]
 
 
 def _json_include() -> list:

@@ -25,7 +25,8 @@ def self_check(threads: Optional[int], repeats: int) -> int:
     print(f"fastlstm {info['version']}")
     print(f"  compiler      {info['compiler']}")
     print(f"  SIMD          {info['simd']}")
-    print(f"  threads       {threads or info['default_threads']} (default {info['default_threads']})")
+    print(f"  threads       {threads or info['default_threads']} (default {info['default_threads']}: "
+          f"{info['threads_source']})")
     print(f"  CUDA          {'available' if fastlstm.cuda_available() else 'not available'} ({info['cuda']})")
 
     from fastlstm.bench.peers import import_torch
