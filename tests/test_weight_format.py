@@ -99,6 +99,23 @@ def test_a_quantized_model_pickles_with_its_format():
     np.testing.assert_array_equal(clone(x)[0], quantized(x)[0])
 
 
+@pytest.mark.parametrize("weight_format,most", [("float16", 0.52), ("bfloat16", 0.52), ("int8", 0.32)])
+def test_a_quantized_pickle_holds_its_format_and_comes_back_bit_for_bit(weight_format, most):
+    model = fastlstm.LSTM(64, 96, 2, proj_size=32)
+    state = model.state_dict()
+    state["weight_hh_l1"][5] = 0  # a row of zeros: its int8 scale is 0
+    model.load_state_dict(state)
+    quantized = model.quantize(weight_format)
+    data = pickle.dumps(quantized)
+    assert len(data) < most * len(pickle.dumps(model))  # the matrices in their own format
+    clone = pickle.loads(data)
+    assert clone.weight_format == weight_format
+    for (name, a), b in zip(quantized.state_dict().items(), clone.state_dict().values()):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    x = np.random.default_rng(1).standard_normal((3, 2, 64), dtype=np.float32)
+    np.testing.assert_array_equal(clone(x)[0], quantized(x)[0])
+
+
 def test_quantize_refuses_other_formats_and_float64_models():
     _, model = make_pair(4, 8)
     with pytest.raises(ValueError, match="weight_format"):

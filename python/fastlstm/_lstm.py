@@ -413,7 +413,43 @@ class LSTM(ParameterAccess, Forward, EnginePlacement):
             config.update(device=self.device, allow_tf32=self._allow_tf32)
         if self.weight_format != self._dtype.name:
             config.update(weight_format=self.weight_format, int8_input_bits=self.int8_input_bits)
-        return (_unpickle, (config, self.state_dict(), self._engine.copy_scales()))
+        scales = self._engine.copy_scales()
+        return (_unpickle, (config, _compact_matrices(self.state_dict(), self.weight_format, scales), scales))
+
+
+# A reduced-precision model's matrices travel in its own format, and come back bit for bit: int8
+# as its integers (the values are integer * row scale), float16 as float16, bfloat16 as the upper
+# 16 bits of the float32 values (which have zero lower halves). Biases stay as they are.
+def _compact_matrices(state_dict: Mapping[str, np.ndarray], weight_format: str, scales: Mapping[str, np.ndarray]) -> dict:
+    compact: dict = {}
+    for name, value in state_dict.items():
+        if not name.startswith("weight_"):
+            compact[name] = value
+        elif weight_format == "int8":
+            row_scales = scales[name][:, None]  # 0 for a row of zeros
+            codes = np.divide(value, row_scales, out=np.zeros_like(value), where=row_scales != 0)
+            compact[name] = np.rint(codes).astype(np.int8)
+        elif weight_format == "float16":
+            compact[name] = value.astype(np.float16)
+        elif weight_format == "bfloat16":
+            compact[name] = (np.ascontiguousarray(value, dtype=np.float32).view(np.uint32) >> 16).astype(np.uint16)
+        else:
+            compact[name] = value
+    return compact
+
+
+def _expanded_matrices(state_dict: Mapping[str, np.ndarray], scales: Mapping[str, np.ndarray]) -> dict:
+    expanded: dict = {}
+    for name, value in state_dict.items():
+        if value.dtype == np.int8:
+            expanded[name] = value.astype(np.float32) * scales[name][:, None]
+        elif value.dtype == np.float16:
+            expanded[name] = value.astype(np.float32)
+        elif value.dtype == np.uint16:
+            expanded[name] = (value.astype(np.uint32) << 16).view(np.float32)
+        else:
+            expanded[name] = value
+    return expanded
 
 
 def _unpickle(config: dict, state_dict: Mapping[str, np.ndarray], scales: Optional[dict] = None) -> LSTM:
@@ -423,7 +459,7 @@ def _unpickle(config: dict, state_dict: Mapping[str, np.ndarray], scales: Option
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = LSTM(**config)
-    model.load_state_dict(state_dict)
+    model.load_state_dict(_expanded_matrices(state_dict, scales or {}))
     if weight_format is not None:
         model = model._quantized(weight_format, scales or {}, input_bits)
     return model.to(device) if device is not None else model
