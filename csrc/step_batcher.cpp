@@ -50,13 +50,12 @@ void StepBatcher<T>::submit(StreamId id, const T* x_t, Completion done) {
   if (fork_generation() != fork_generation_) {
     throw Error("StepBatcher: its thread stayed in the parent process (fork); make a new batcher in the child");
   }
-  const auto now = std::chrono::steady_clock::now();
   bool wake;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (closing_) throw BatcherClosed("StepBatcher: closed, it takes no more steps");
     Batch& batch = batch_for(id);
-    if (batch.size() == 0) batch.first_submitted = now;
+    if (batch.size() == 0) batch.first_submitted = std::chrono::steady_clock::now();  // its deadline's start
     batch.ids.push_back(id);
     batch.inputs.insert(batch.inputs.end(), x_t, x_t + input_size_);
     batch.done.push_back(std::move(done));
