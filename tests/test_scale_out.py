@@ -1,10 +1,11 @@
-"""The scale-out recipes (examples/scale_out) run on the real engines, a local Ray and a local
-Dask cluster of 2 worker processes, and their results equal a single-process run (each script
-checks that itself and exits non-zero otherwise)."""
+"""The scale-out recipes (examples/scale_out) run on the real engines, local Ray, Dask and Spark
+with 2 worker processes, and their results equal a single-process run (each script checks that
+itself and exits non-zero otherwise)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,3 +34,11 @@ def test_the_dask_recipe_scores_as_one_process_does():
     pytest.importorskip("distributed", reason="the Dask recipe needs dask[distributed] (the test extra)")
     out = run_example("dask_distributed.py")
     assert "Dask, 2 worker(s)" in out and "96 scored" in out
+
+
+def test_the_spark_recipe_scores_as_one_process_does():
+    pytest.importorskip("pyspark", reason="the Spark recipe needs pyspark (the test extra)")
+    if shutil.which("java") is None:
+        pytest.skip("the Spark recipe needs a Java runtime (Debian: apt-get install default-jre-headless)")
+    out = run_example("spark.py")
+    assert "Spark, 2 worker(s)" in out and "96 scored" in out
