@@ -12,22 +12,13 @@ includes starting its Python workers):
 
 from __future__ import annotations
 
-import argparse
-import os
 import tempfile
 import time
 
 import numpy as np
 
 import fastlstm
-
-
-def make_data(count: int, input_size: int, seed: int = 0) -> list:
-    """`count` sequences of 50 to 150 steps, as (id, sequence), sorted by length."""
-    rng = np.random.default_rng(seed)
-    lengths = rng.integers(50, 151, size=count)
-    rows = [(i, rng.standard_normal((int(n), input_size), dtype=np.float32)) for i, n in enumerate(lengths)]
-    return sorted(rows, key=lambda row: len(row[1]))
+from recipe import make_model_file, make_sequences, parse_args, report, score_here
 
 
 def score_with(model, ids, sequences) -> list:
@@ -54,30 +45,16 @@ def scorer(model_path: str, input_size: int, num_threads: int):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--sequences", type=int, default=400)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--input-size", type=int, default=256)
-    parser.add_argument("--hidden-size", type=int, default=512)
-    parser.add_argument("--cpus", type=int, default=len(os.sched_getaffinity(0)), help="CPUs Spark may use")
-    args = parser.parse_args(argv)
-
+    args = parse_args(__doc__, argv)
     import pandas as pd
     from pyspark.sql import SparkSession
 
     with tempfile.TemporaryDirectory() as folder:
-        model_path = os.path.join(folder, "model.safetensors")
-        fastlstm.LSTM(args.input_size, args.hidden_size, num_layers=2).save(model_path)
-        rows = make_data(args.sequences, args.input_size)
-
+        model_path = make_model_file(folder, args)
+        rows = make_sequences(args.sequences, args.input_size)
         model = fastlstm.LSTM.load(model_path, num_threads=args.cpus)
-        start = time.perf_counter()
-        expected = {}
-        for k in range(0, len(rows), args.batch_size):
-            chunk = rows[k:k + args.batch_size]
-            expected.update(score_with(model, [i for i, _ in chunk], [s for _, s in chunk]))
-        here = len(rows) / (time.perf_counter() - start)
+        expected, here = score_here(lambda chunk: score_with(model, [i for i, _ in chunk], [s for _, s in chunk]),
+                                    rows, args.batch_size)
 
         spark = (SparkSession.builder.master(f"local[{args.workers}]").appName("fastlstm")
                  .config("spark.ui.enabled", "false")
@@ -91,23 +68,14 @@ def main(argv=None) -> int:
             # Contiguous ranges of the length-sorted rows: each partition holds similar lengths.
             frame = spark.createDataFrame(table).repartitionByRange(args.workers, "length").cache()
             frame.count()
-            threads = max(1, args.cpus // args.workers)
             start = time.perf_counter()
-            scored = frame.mapInPandas(scorer(model_path, args.input_size, threads),
+            scored = frame.mapInPandas(scorer(model_path, args.input_size, args.threads),
                                        schema="id long, embedding array<float>").collect()
-            on_spark = len(rows) / (time.perf_counter() - start)
+            there = len(rows) / (time.perf_counter() - start)
         finally:
             spark.stop()
     got = {int(row["id"]): np.asarray(row["embedding"], dtype=np.float32) for row in scored}
-
-    worst = max(float(np.abs(got[i] - expected[i]).max()) for i in expected)
-    print(f"one process ({args.cpus} threads): {here:.0f} sequences/s")
-    print(f"Spark, {args.workers} worker(s) x {threads} thread(s): {on_spark:.0f} sequences/s "
-          f"({on_spark / here:.2f}x); {len(got)} scored, max |difference| {worst:.2e}")
-    if sorted(got) != sorted(expected) or worst > 1e-5:
-        print("error: Spark's results differ from this process's")
-        return 1
-    return 0
+    return report("Spark", args, here, there, got, expected)
 
 
 if __name__ == "__main__":
