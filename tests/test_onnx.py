@@ -314,3 +314,19 @@ def test_graphs_and_weights_it_cannot_take_are_named(tmp_path):
         fastlstm.onnx_lstm(model)(X, sequence_lens=np.array([5], np.int32))
     with pytest.raises(fastlstm.InputError, match="initial_h"):
         fastlstm.onnx_lstm(model)(X, initial_h=np.zeros((1, 2, 3), np.float32))
+
+
+def test_one_operator_called_from_several_threads_with_different_weights():
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(7)
+    (model, fed), _ = random_case(rng, "forward", 0, bias=True, lengths=False, initial=False, weights_fixed=False)
+    fn = fastlstm.onnx_lstm(model)
+    variants = [dict(fed, W=fed["W"] * scale) for scale in (1.0, 0.5, 2.0)]
+    expected = [fastlstm.onnx_lstm(model)(**v)[0] for v in variants]
+
+    def run(k):
+        return max_diff(fn(**variants[k % 3])[0], expected[k % 3])
+
+    with ThreadPoolExecutor(4) as pool:
+        assert max(pool.map(run, range(60))) == 0

@@ -11,12 +11,14 @@ g, o (g is ONNX's c). A stacked torch LSTM exports as one node per layer, each l
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._errors import OnnxImportError
+from ._errors import InputError, OnnxImportError
+from ._packing import pack_padded_sequence, pad_packed_sequence
 
 # Where torch's gate blocks (i, f, g, o) are among ONNX's (i, o, f, c).
 _TORCH_GATES_FROM_ONNX = (0, 2, 3, 1)
@@ -352,8 +354,9 @@ class OnnxLstm:
     def __init__(self, node: LstmNode, num_threads: Optional[int] = None) -> None:
         self.node = node
         self._num_threads = num_threads
-        self._model: Any = None
-        self._model_weights: Tuple[Optional[np.ndarray], ...] = ()
+        # The last model built and copies of its weights; calls from several threads share it.
+        self._lock = threading.Lock()
+        self._cached: Optional[Tuple[Tuple[Optional[np.ndarray], ...], Any]] = None
 
     def __repr__(self) -> str:
         n = self.node
@@ -375,28 +378,28 @@ class OnnxLstm:
     def _model_for(self, W: np.ndarray, R: np.ndarray, B: Optional[np.ndarray], P: Optional[np.ndarray]) -> Any:
         """The fastlstm model of these weights: the last one built when they are equal to its."""
         weights = (W, R, B, P)
-        same = len(self._model_weights) == 4 and all(
+        with self._lock:
+            cached = self._cached
+        if cached is not None and all(
             (a is None and b is None) or (a is not None and b is not None and a.shape == b.shape and np.array_equal(a, b))
-            for a, b in zip(weights, self._model_weights)
+            for a, b in zip(weights, cached[0])
+        ):
+            return cached[1]
+        config = dict(
+            input_size=int(W.shape[2]), hidden_size=self.node.hidden_size, num_layers=1, bias=B is not None,
+            batch_first=self.node.layout == 1, bidirectional=self.node.direction == "bidirectional",
+            reverse=self.node.direction == "reverse", peephole=has_peepholes(P),
         )
-        if not same:
-            config = dict(
-                input_size=int(W.shape[2]), hidden_size=self.node.hidden_size, num_layers=1, bias=B is not None,
-                batch_first=self.node.layout == 1, bidirectional=self.node.direction == "bidirectional",
-                reverse=self.node.direction == "reverse", peephole=has_peepholes(P),
-            )
-            dtype = np.float64 if W.dtype == np.float64 else np.float32
-            self._model = build_model(config, layer_weights(self.node, W, R, B, P), dtype, self._num_threads)
-            self._model_weights = tuple(None if a is None else np.array(a) for a in weights)
-        return self._model
+        dtype = np.float64 if W.dtype == np.float64 else np.float32
+        model = build_model(config, layer_weights(self.node, W, R, B, P), dtype, self._num_threads)
+        with self._lock:
+            self._cached = (tuple(None if a is None else np.array(a) for a in weights), model)
+        return model
 
     def __call__(
         self, X: Any, W: Any = None, R: Any = None, B: Any = None, sequence_lens: Any = None,
         initial_h: Any = None, initial_c: Any = None, P: Any = None,
     ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        from ._errors import InputError
-        from ._packing import pack_padded_sequence, pad_packed_sequence
-
         W_, R_ = self._argument("W", W), self._argument("R", R)
         if W_ is None or R_ is None:
             raise OnnxImportError(f"{'W' if W_ is None else 'R'}: not given, and the node has none")
@@ -429,8 +432,6 @@ class OnnxLstm:
 
     def _initial_state(self, h: Optional[np.ndarray], c: Optional[np.ndarray], N: int, dtype: Any) -> Any:
         """(h_0, c_0) in torch's (D, N, H) from the operator's, zeros for the one not given."""
-        from ._errors import InputError
-
         if h is None and c is None:
             return None
         D, H, layout = self.node.num_directions, self.node.hidden_size, self.node.layout
