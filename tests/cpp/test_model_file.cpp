@@ -147,3 +147,15 @@ TEST_CASE("config: reverse with bidirectional is InvalidArgument naming reverse"
   config.reverse = true;
   CHECK_THROWS_WITH_AS(config.validate(), doctest::Contains("reverse"), InvalidArgument);
 }
+
+TEST_CASE("config: a reverse or peephole model asked for on a GPU is InvalidArgument naming the feature") {
+  fastlstm::LstmOptions options;
+  options.device = fastlstm::Device::cuda(0);
+  auto reverse = make_config(3, 5), peephole = make_config(3, 5);
+  reverse.reverse = true;
+  peephole.peephole = true;
+  CHECK_THROWS_WITH_AS(Lstm<float>(reverse, options), doctest::Contains("reverse: a reverse LSTM runs on the CPU"),
+                       InvalidArgument);
+  CHECK_THROWS_WITH_AS(Lstm<float>(peephole, options), doctest::Contains("peephole: an LSTM with peepholes runs on the CPU"),
+                       InvalidArgument);
+}
